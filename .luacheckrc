@@ -1,0 +1,8 @@
+std = "max"
+max_line_length = 120
+files["spec/**/*.lua"] = { std = "+busted" }
+files["lua/choco/active_order/emulator.lua"] = { globals = { "ngx" } }
+files["lua/choco/active_order/ngx.lua"] = { read_globals = { "ngx" } }
+files["lua/choco/active_order/ngx/**/*.lua"] = { read_globals = { "ngx" } }
+files["examples/openresty/**/*.lua"] = { read_globals = { "ngx" } }
+exclude_files = { "build/**" }

@@ -1,0 +1,6 @@
+#include "session.h"
+
+void ao_session_register(lua_State *L)
+{
+    (void)L;
+}
