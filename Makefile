@@ -48,6 +48,7 @@ TEST_ENV = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/?.lu
 	AO_ROOT='$(CURDIR)' AO_LUA='$(LUA_BIN)' AO_LUAJIT_CPATH='$(CURDIR)/build/luajit/?.so'
 BUSTED := /usr/bin/busted
 BUSTED_FLAGS ?=
+SPEC ?= spec
 
 .PHONY: all deps test check lint cppcheck luacheck asan valgrind rock-install clang-build demo bench clean
 
@@ -67,7 +68,7 @@ $(LUAJIT_MODULE): $(SOURCES) $(HEADERS) Makefile
 endif
 
 test: $(MODULE) $(LUAJIT_MODULE)
-	$(TEST_ENV) $(LUA_BIN) $(BUSTED) $(BUSTED_FLAGS) spec
+	$(TEST_ENV) $(LUA_BIN) $(BUSTED) $(BUSTED_FLAGS) $(SPEC)
 
 lint: luacheck cppcheck
 
@@ -97,7 +98,7 @@ valgrind:
 		BUSTED_FLAGS='$(BUSTED_FLAGS) --exclude-tags=novalgrind'
 
 test-only: $(LUAJIT_MODULE)
-	$(TEST_ENV) AO_SANITIZED=1 $(RUN_PREFIX) $(LUA_BIN) $(BUSTED) $(BUSTED_FLAGS) spec
+	$(TEST_ENV) AO_SANITIZED=1 $(RUN_PREFIX) $(LUA_BIN) $(BUSTED) $(BUSTED_FLAGS) $(SPEC)
 
 rock-install:
 	sh scripts/rock-install.sh
