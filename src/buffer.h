@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "export.h"
+
 typedef struct {
     char *data;
     size_t len;
@@ -15,12 +17,12 @@ typedef struct {
     int failed;          /* sticky: set once an allocation failed */
 } ao_buffer;
 
-void ao_buffer_init(ao_buffer *b);
-void ao_buffer_free(ao_buffer *b);
-void ao_buffer_reset(ao_buffer *b);             /* keep capacity, drop contents */
-int ao_buffer_reserve(ao_buffer *b, size_t extra); /* 0 on success, -1 on failure */
-int ao_buffer_append(ao_buffer *b, const void *src, size_t n);
-int ao_buffer_putc(ao_buffer *b, char c);
-int ao_buffer_puts(ao_buffer *b, const char *s);
+AO_HIDDEN void ao_buffer_init(ao_buffer *b);
+AO_HIDDEN void ao_buffer_free(ao_buffer *b);
+AO_HIDDEN void ao_buffer_reset(ao_buffer *b);             /* keep capacity, drop contents */
+AO_HIDDEN int ao_buffer_reserve(ao_buffer *b, size_t extra); /* 0 on success, -1 on failure */
+AO_HIDDEN int ao_buffer_append(ao_buffer *b, const void *src, size_t n);
+AO_HIDDEN int ao_buffer_putc(ao_buffer *b, char c);
+AO_HIDDEN int ao_buffer_puts(ao_buffer *b, const char *s);
 
 #endif

@@ -8,13 +8,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define AO_EXPORT __attribute__((visibility("default")))
-#define AO_HIDDEN __attribute__((visibility("hidden")))
-#else
-#define AO_EXPORT
-#define AO_HIDDEN
-#endif
+#include "export.h"
 
 /* Length of a table's sequence part or a string, without metamethods. */
 #if LUA_VERSION_NUM >= 502

@@ -5,6 +5,6 @@
 #include "compat.h"
 
 /* Adds the multi constructor to the module table on top of the stack. */
-void ao_multi_register(lua_State *L);
+AO_HIDDEN void ao_multi_register(lua_State *L);
 
 #endif

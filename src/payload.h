@@ -5,6 +5,6 @@
 #include "compat.h"
 
 /* Adds validate/encode (and their helpers) to the module table on top of the stack. */
-void ao_payload_register(lua_State *L);
+AO_HIDDEN void ao_payload_register(lua_State *L);
 
 #endif

@@ -5,6 +5,6 @@
 #include "compat.h"
 
 /* Adds the session constructor to the module table on top of the stack. */
-void ao_session_register(lua_State *L);
+AO_HIDDEN void ao_session_register(lua_State *L);
 
 #endif
