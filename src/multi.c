@@ -1,6 +1,454 @@
+/*
+ * core.multi{...}: many requests in flight over one libcurl multi handle.
+ * A fixed number of slots each own an easy handle that is reused from one
+ * transfer to the next (the multi handle's connection cache keeps the
+ * connections alive across the batch); requests added beyond the slots wait
+ * in a queue as private copies, because Lua may collect the strings. Only the
+ * running transfers hold response buffers, so a long batch stays flat.
+ */
 #include "multi.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+#define MULTI_MT "choco.active_order.multi"
+#define MULTI_DEFAULT_IN_FLIGHT 16
+#define MULTI_MAX_IN_FLIGHT 1024
+#define MULTI_DEFAULT_WAIT_MS 1000
+
+/* A request's own copy: the strings follow the struct in the same allocation. */
+typedef struct ao_multi_job {
+    struct ao_multi_job *next;
+    lua_Integer id;
+    const char *method;
+    size_t method_len;
+    const char *url;
+    size_t url_len;
+    const char *body;           /* NULL: no body */
+    size_t body_len;
+    long timeout_ms;
+    long connect_timeout_ms;
+    size_t header_count;
+    ao_http_text headers[];     /* header_count entries */
+} ao_multi_job;
+
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_FINISHED };
+
+typedef struct {
+    ao_http_transfer transfer;  /* easy handle opened on first use, then reused */
+    ao_multi_job *job;
+    int state;
+    CURLcode result;
+} ao_multi_slot;
+
+typedef struct {
+    ao_http_options options;
+    CURLM *multi;
+    ao_multi_slot *slots;
+    size_t slot_count;
+    ao_multi_job *queue_head;
+    ao_multi_job *queue_tail;
+    size_t queued;
+    size_t running;
+    size_t finished;
+    int closed;
+} ao_multi;
+
+static ao_multi *check_open_multi(lua_State *L)
+{
+    ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+
+    if (m->closed)
+        luaL_error(L, "multi is closed");
+    return m;
+}
+
+static char *copy_text(char **cursor, const char *s, size_t len)
+{
+    char *out = *cursor;
+
+    memcpy(out, s, len);
+    out[len] = '\0';
+    *cursor += len + 1;
+    return out;
+}
+
+/* One allocation holding the request and every string it points to; NULL when out of memory. */
+static ao_multi_job *job_new(lua_Integer id, const ao_http_request *r)
+{
+    size_t i, header_bytes = 0, strings, head, total;
+    ao_multi_job *job;
+    char *cursor;
+
+    for (i = 0; i < r->header_count; i++)
+        header_bytes += r->headers[i].len + 1;
+    strings = r->method_len + 1 + r->url_len + 1 + (r->body ? r->body_len + 1 : 0) + header_bytes;
+    head = sizeof *job + r->header_count * sizeof(ao_http_text);
+    if (strings > (size_t)-1 - head)
+        return NULL;
+    total = head + strings;
+    job = malloc(total);
+    if (job == NULL)
+        return NULL;
+    cursor = (char *)job + head;
+    job->next = NULL;
+    job->id = id;
+    job->method_len = r->method_len;
+    job->method = copy_text(&cursor, r->method, r->method_len);
+    job->url_len = r->url_len;
+    job->url = copy_text(&cursor, r->url, r->url_len);
+    job->body_len = r->body_len;
+    job->body = r->body ? copy_text(&cursor, r->body, r->body_len) : NULL;
+    job->timeout_ms = r->timeout_ms;
+    job->connect_timeout_ms = r->connect_timeout_ms;
+    job->header_count = r->header_count;
+    for (i = 0; i < r->header_count; i++) {
+        job->headers[i].len = r->headers[i].len;
+        job->headers[i].data = copy_text(&cursor, r->headers[i].data, r->headers[i].len);
+    }
+    return job;
+}
+
+static void job_request(const ao_multi_job *job, ao_http_request *r)
+{
+    size_t i;
+
+    r->method = job->method;
+    r->method_len = job->method_len;
+    r->url = job->url;
+    r->url_len = job->url_len;
+    r->body = job->body;
+    r->body_len = job->body_len;
+    r->timeout_ms = job->timeout_ms;
+    r->connect_timeout_ms = job->connect_timeout_ms;
+    r->header_count = job->header_count;
+    for (i = 0; i < job->header_count; i++)
+        r->headers[i] = job->headers[i];
+}
+
+static void slot_finish(ao_multi *m, ao_multi_slot *slot, CURLcode result)
+{
+    slot->state = SLOT_FINISHED;
+    slot->result = result;
+    m->finished++;
+}
+
+static void slot_start(ao_multi *m, ao_multi_slot *slot, ao_multi_job *job)
+{
+    ao_http_transfer *t = &slot->transfer;
+    ao_http_request r;
+    CURLcode rc = CURLE_OK;
+    CURLMcode mc;
+
+    slot->job = job;
+    if (t->easy == NULL) {
+        rc = ao_http_transfer_open(t, &m->options);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)slot);
+        if (rc != CURLE_OK) {
+            ao_http_transfer_close(t);
+            slot_finish(m, slot, rc);
+            return;
+        }
+    }
+    job_request(job, &r);
+    rc = ao_http_transfer_prepare(t, &r);
+    if (rc != CURLE_OK) {
+        slot_finish(m, slot, rc);
+        return;
+    }
+    mc = curl_multi_add_handle(m->multi, t->easy);
+    if (mc != CURLM_OK) {
+        /* Reported with the multi layer's reason; no easy-level code fits better. */
+        strncpy(t->error, curl_multi_strerror(mc), sizeof t->error - 1);
+        t->error[sizeof t->error - 1] = '\0';
+        slot_finish(m, slot, mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT);
+        return;
+    }
+    slot->state = SLOT_RUNNING;
+    m->running++;
+}
+
+/* Moves queued requests into free slots. */
+static void fill_slots(ao_multi *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->slot_count && m->queue_head != NULL; i++) {
+        ao_multi_job *job;
+
+        if (m->slots[i].state != SLOT_FREE)
+            continue;
+        job = m->queue_head;
+        m->queue_head = job->next;
+        if (m->queue_head == NULL)
+            m->queue_tail = NULL;
+        m->queued--;
+        job->next = NULL;
+        slot_start(m, &m->slots[i], job);
+    }
+}
+
+/* Takes finished transfers out of the multi handle; they are reported from their slots. */
+static void collect_done(ao_multi *m)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+        ao_multi_slot *slot = NULL;
+        char *private_ptr = NULL;
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &private_ptr);
+        slot = (ao_multi_slot *)(void *)private_ptr;
+        curl_multi_remove_handle(m->multi, msg->easy_handle);
+        if (slot == NULL || slot->state != SLOT_RUNNING)
+            continue;
+        m->running--;
+        slot_finish(m, slot, msg->data.result);
+    }
+}
+
+/*
+ * Appends { id =, res = } or { id =, err = } for every finished slot to the
+ * table on top of the stack and frees the slot. A slot is freed only after its
+ * item is in the table, so a memory error while building it loses nothing.
+ */
+static void report_finished(lua_State *L, ao_multi *m)
+{
+    int count = (int)ao_rawlen(L, -1);
+    size_t i;
+
+    for (i = 0; i < m->slot_count && m->finished > 0; i++) {
+        ao_multi_slot *slot = &m->slots[i];
+
+        if (slot->state != SLOT_FINISHED)
+            continue;
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, slot->job->id);
+        lua_setfield(L, -2, "id");
+        if (ao_http_push_outcome(L, &slot->transfer, slot->result))
+            lua_setfield(L, -2, "res");
+        else
+            lua_setfield(L, -2, "err");
+        lua_rawseti(L, -2, ++count);
+        free(slot->job);
+        slot->job = NULL;
+        slot->state = SLOT_FREE;
+        m->finished--;
+    }
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static CURLMcode wait_for_activity(CURLM *multi, int timeout_ms)
+{
+#if LIBCURL_VERSION_NUM >= 0x074200
+    return curl_multi_poll(multi, NULL, 0, timeout_ms, NULL);
+#else
+    return curl_multi_wait(multi, NULL, 0, timeout_ms, NULL);
+#endif
+}
+
+static int multi_fail(lua_State *L, CURLMcode mc)
+{
+    return luaL_error(L, "multi: %s", curl_multi_strerror(mc));
+}
+
+static int multi_new(lua_State *L)
+{
+    static const char *const extra_keys[] = {"max_in_flight", NULL};
+    ao_multi *m;
+    lua_Number in_flight = MULTI_DEFAULT_IN_FLIGHT;
+
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    m = ao_newuserdata(L, sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->closed = 1;
+    ao_setmetatable(L, MULTI_MT);
+    ao_http_options_parse(L, 1, &m->options, extra_keys);
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "max_in_flight");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                return luaL_error(L, "options: 'max_in_flight' must be a number");
+            in_flight = lua_tonumber(L, -1);
+            if (!(in_flight >= 1 && in_flight <= MULTI_MAX_IN_FLIGHT) || in_flight != (lua_Number)(int)in_flight)
+                return luaL_error(L, "options: 'max_in_flight' must be an integer from 1 to %d",
+                                  MULTI_MAX_IN_FLIGHT);
+        }
+        lua_pop(L, 1);
+    }
+    if (ao_http_global_init() != 0)
+        return luaL_error(L, "multi: libcurl initialisation failed");
+    m->slots = calloc((size_t)in_flight, sizeof *m->slots);
+    if (m->slots == NULL)
+        return luaL_error(L, "multi: out of memory");
+    m->slot_count = (size_t)in_flight;
+    m->multi = curl_multi_init();
+    if (m->multi == NULL)
+        return luaL_error(L, "multi: cannot create a libcurl multi handle");
+    m->closed = 0;
+    return 1;
+}
+
+static int multi_add(lua_State *L)
+{
+    ao_multi *m = check_open_multi(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    ao_http_request r;
+    ao_multi_job *job;
+
+    ao_http_request_check(L, 3, &r);
+    job = job_new(id, &r);
+    if (job == NULL)
+        return luaL_error(L, "multi: out of memory");
+    if (m->queue_tail != NULL)
+        m->queue_tail->next = job;
+    else
+        m->queue_head = job;
+    m->queue_tail = job;
+    m->queued++;
+    fill_slots(m);
+    return 0;
+}
+
+static int multi_perform(lua_State *L)
+{
+    ao_multi *m = check_open_multi(L);
+    lua_Number wait_ms = luaL_optnumber(L, 2, MULTI_DEFAULT_WAIT_MS);
+    double deadline;
+
+    if (!(wait_ms >= 0 && wait_ms <= 2147483647.0))
+        return luaL_argerror(L, 2, "wait_ms must be from 0 to 2^31-1");
+    deadline = now_ms() + wait_ms;
+    lua_settop(L, 1);
+    lua_newtable(L);
+    for (;;) {
+        int still_running;
+        double remaining;
+        CURLMcode mc = curl_multi_perform(m->multi, &still_running);
+
+        if (mc != CURLM_OK)
+            return multi_fail(L, mc);
+        collect_done(m);
+        if (m->finished > 0) {
+            report_finished(L, m);
+            fill_slots(m);
+            /* Start the refilled transfers now, so they run while Lua handles these results. */
+            if (m->running > 0) {
+                mc = curl_multi_perform(m->multi, &still_running);
+                if (mc != CURLM_OK)
+                    return multi_fail(L, mc);
+            }
+            break;
+        }
+        if (m->running == 0)
+            break;
+        remaining = deadline - now_ms();
+        if (remaining <= 0)
+            break;
+        mc = wait_for_activity(m->multi, remaining < 1 ? 1 : (int)remaining);
+        if (mc != CURLM_OK)
+            return multi_fail(L, mc);
+    }
+    return 1;
+}
+
+static int multi_in_flight(lua_State *L)
+{
+    ao_multi *m = check_open_multi(L);
+
+    lua_pushinteger(L, (lua_Integer)(m->queued + m->running + m->finished));
+    return 1;
+}
+
+static int multi_close(lua_State *L)
+{
+    ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+    size_t i;
+
+    for (i = 0; i < m->slot_count; i++) {
+        ao_multi_slot *slot = &m->slots[i];
+
+        if (slot->state == SLOT_RUNNING && m->multi != NULL)
+            curl_multi_remove_handle(m->multi, slot->transfer.easy);
+        ao_http_transfer_close(&slot->transfer);
+        free(slot->job);
+        slot->job = NULL;
+        slot->state = SLOT_FREE;
+    }
+    while (m->queue_head != NULL) {
+        ao_multi_job *next = m->queue_head->next;
+
+        free(m->queue_head);
+        m->queue_head = next;
+    }
+    m->queue_tail = NULL;
+    if (m->multi != NULL)
+        curl_multi_cleanup(m->multi);
+    m->multi = NULL;
+    free(m->slots);
+    m->slots = NULL;
+    m->slot_count = 0;
+    m->queued = m->running = m->finished = 0;
+    ao_http_options_free(&m->options);
+    m->closed = 1;
+    return 0;
+}
+
+static int multi_is_closed(lua_State *L)
+{
+    ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+
+    lua_pushboolean(L, m->closed);
+    return 1;
+}
+
+static int multi_tostring(lua_State *L)
+{
+    ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+
+    lua_pushstring(L, m->closed ? MULTI_MT " (closed)" : MULTI_MT);
+    return 1;
+}
+
+static const luaL_Reg multi_methods[] = {
+    {"add", multi_add},
+    {"perform", multi_perform},
+    {"in_flight", multi_in_flight},
+    {"close", multi_close},
+    {"is_closed", multi_is_closed},
+    {NULL, NULL}
+};
 
 void ao_multi_register(lua_State *L)
 {
-    (void)L;
+    luaL_newmetatable(L, MULTI_MT);
+    lua_createtable(L, 0, 5);
+    ao_setfuncs(L, multi_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, multi_close);
+    lua_setfield(L, -2, "__gc");
+    /* Lua 5.4's to-be-closed variables; an ordinary field elsewhere. */
+    lua_pushcfunction(L, multi_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, multi_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, multi_new);
+    lua_setfield(L, -2, "multi");
 }

@@ -1,0 +1,107 @@
+-- ao.encode (which validates every field) against cjson.encode (which
+-- validates nothing) of the contract's example, in one run of one
+-- interpreter. Prints both times per call and their ratio; the target is a
+-- ratio of at most 0.5.
+--   lua5.4 bench/encode.lua [--json]      (LUA_PATH/LUA_CPATH as `make test` sets them)
+--   AO_BENCH_JSON=<file> appends the JSON line to that file.
+
+local ao = require "choco.active_order"
+local cjson = require "cjson"
+
+local clock = os.clock
+
+local function example()
+    return {
+        merchant_order_id = "WEE-11122",
+        user_id = 1234567,
+        external_status = "created",
+        deeplinks = {
+            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
+            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
+        },
+        external_data = {
+            expired_at = "2021-10-20 16:49:36",
+            title_active_order_card = "Ожидает оплаты",
+            title_call_to_action = "К заказу",
+            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
+            need_timer = false,
+            countdown_timer = false,
+        },
+    }
+end
+
+-- Calls per timed round: enough for one round of the slowest function to take >= 50 ms.
+local function calls_per_round(f, status)
+    local n = 10000
+    while true do
+        local t0 = clock()
+        for _ = 1, n do f(status) end
+        if clock() - t0 >= 0.05 then return n end
+        n = n * 2
+    end
+end
+
+local function round(f, status, n)
+    local t0 = clock()
+    for _ = 1, n do f(status) end
+    return (clock() - t0) / n
+end
+
+local status = example()
+local body = assert(ao.encode(status))
+local decoded = cjson.decode(body)
+assert(decoded.external_data.title_active_order_card == status.external_data.title_active_order_card)
+
+local encode, validate, cjson_encode = ao.encode, ao.validate, cjson.encode
+local interpreter = (jit and jit.version) or _VERSION
+local n = calls_per_round(cjson_encode, status)
+
+-- Rounds interleave the three functions so that load from other processes on
+-- the machine falls on all of them alike; the best round of each is kept.
+local ao_s, validate_s, cjson_s = math.huge, math.huge, math.huge
+for _ = 1, 9 do
+    ao_s = math.min(ao_s, round(encode, status, n))
+    cjson_s = math.min(cjson_s, round(cjson_encode, status, n))
+    validate_s = math.min(validate_s, round(validate, status, n))
+end
+local ratio = ao_s / cjson_s
+
+local as_json = false
+for i = 1, select("#", ...) do
+    if select(i, ...) == "--json" then as_json = true end
+end
+
+-- One JSON line in the shape bench/report.lua reads.
+local function ns(seconds) return math.floor(seconds * 1e9 + 0.5) end
+local line = cjson.encode({
+    bench = "encode",
+    interpreter = interpreter,
+    rows = {
+        {
+            figure = "ao.encode, contract example (" .. interpreter .. ")",
+            value = ns(ao_s), unit = "ns",
+            anchor = "cjson.encode", anchor_value = ns(cjson_s),
+            ratio = math.floor(ratio * 1000 + 0.5) / 1000, target = "<= 0.5", ok = ratio <= 0.5,
+        },
+        {
+            figure = "ao.validate, contract example (" .. interpreter .. ")",
+            value = ns(validate_s), unit = "ns",
+            anchor = "cjson.encode", anchor_value = ns(cjson_s),
+            ratio = math.floor(validate_s / cjson_s * 1000 + 0.5) / 1000,
+        },
+    },
+})
+
+if as_json then
+    print(line)
+else
+    print(("%-12s ao.encode %7.0f ns  ao.validate %7.0f ns  cjson.encode %7.0f ns  ratio %.3f (target <= 0.5)")
+        :format(interpreter, ao_s * 1e9, validate_s * 1e9, cjson_s * 1e9, ratio))
+end
+
+local file_name = os.getenv("AO_BENCH_JSON")
+if file_name and file_name ~= "" then
+    local f = assert(io.open(file_name, "a"))
+    f:write(line, "\n")
+    f:close()
+end

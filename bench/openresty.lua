@@ -1,0 +1,170 @@
+-- Pushes from inside nginx, three figures from one run, same wrk load
+-- (-t2 -c16) against the same gateway emulator:
+--   app     the example app's push endpoint (POST /orders/{id}/state?wait=1:
+--           rules, C validation and encoding, worker thread, libcurl, answer)
+--   direct  the emulator itself (the same PUT with a valid token)
+--   relay   nginx's own C relay: proxy_pass with a keep-alive upstream to the
+--           emulator (the physical limit of any push made from inside nginx)
+-- Prints the rates and their ratios to direct. Target: app >= 0.5 x direct.
+--   lua5.4 bench/openresty.lua [--seconds N] [--rounds N] [--json]
+--   (LUA_PATH as `make test` sets it; AO_BENCH_JSON=<file> appends the JSON line)
+
+local emulator = require "spec.support.emulator"
+local nginx_app = require "spec.support.nginx_app"
+local cjson = require "cjson"
+local socket = require "socket"
+
+local args = { seconds = 5, rounds = 2, threads = 2, connections = 16, json = false,
+               app_workers = 1, app_threads = 4, emulator_workers = 1, in_flight = 0, no_shared = 0, batch = 0 }
+do
+    local argv = { ... }
+    local i = 1
+    while i <= #argv do
+        local name = argv[i]:match("^%-%-([%w_]+)$")
+        if name == "json" then
+            args.json = true
+            i = i + 1
+        else
+            if not name or args[name] == nil then error("unknown argument " .. argv[i]) end
+            args[name] = assert(tonumber(argv[i + 1]), argv[i] .. " N")
+            i = i + 2
+        end
+    end
+end
+
+local STATUSES = { "created", "cooking", "on_the_way", "delivered", "cancelled" }
+
+local function sh(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    p:close()
+    return out
+end
+
+local function write(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+end
+
+local function wrk(dir, name, method, url, body, headers)
+    local script = dir .. "/" .. name .. ".lua"
+    local lines = { ("wrk.method = %q"):format(method), ("wrk.body = %q"):format(body) }
+    for k, v in pairs(headers) do lines[#lines + 1] = ("wrk.headers[%q] = %q"):format(k, v) end
+    write(script, table.concat(lines, "\n") .. "\n")
+    local out = sh(("env -u LD_PRELOAD wrk -t%d -c%d -d%ds -s %s '%s' 2>&1"):format(
+        args.threads, args.connections, args.seconds, script, url))
+    local rps = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
+    if not rps then error("wrk failed:\n" .. out) end
+    local bad = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)")) or 0
+    local errors = out:match("Socket errors:[^\n]*")
+    if bad > 0 or errors then error(name .. ": " .. bad .. " failed answers " .. tostring(errors) .. "\n" .. out) end
+    return rps
+end
+
+-- nginx's own relay: proxy_pass to the emulator over kept-alive upstream connections
+local function start_relay(dir, upstream_port)
+    local port = nginx_app.free_port()
+    write(dir .. "/relay.conf", ([[
+%s
+daemon on;
+worker_processes 1;
+error_log %s/relay-error.log warn;
+pid %s/relay.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %s/tmp;
+    proxy_temp_path %s/tmp;
+    keepalive_requests 1000000;
+    upstream gateway { server 127.0.0.1:%d; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:%d;
+        location / {
+            proxy_pass http://gateway;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+]]):format(sh("id -u"):match("^0") and "user root;" or "", dir, dir, dir, dir, upstream_port, port))
+    os.execute("mkdir -p " .. dir .. "/tmp && env -u LD_PRELOAD /usr/sbin/nginx -p " .. dir .. "/ -c "
+        .. dir .. "/relay.conf -e " .. dir .. "/relay-error.log")
+    nginx_app.wait_until(function()
+        local c = socket.tcp()
+        c:settimeout(0.2)
+        local ok = c:connect("127.0.0.1", port)
+        c:close()
+        return ok
+    end, 5)
+    return "http://127.0.0.1:" .. port, function()
+        local pid = sh("cat " .. dir .. "/relay.pid 2>/dev/null"):match("%d+")
+        if pid then os.execute("kill -QUIT " .. pid) end
+    end
+end
+
+local dir = sh("mktemp -d /tmp/ao-bench-openresty.XXXXXX"):match("%S+")
+local emu = emulator.start { statuses = STATUSES, workers = args.emulator_workers }
+local app, stop_relay
+local ok, err = pcall(function()
+    app = nginx_app.start { emulator = emu, statuses = STATUSES, workers = args.app_workers,
+                            threads = args.app_threads, env = {
+                                CHOCO_AO_MAX_IN_FLIGHT = args.in_flight > 0 and args.in_flight or nil,
+                                CHOCO_AO_NO_SHARED = args.no_shared > 0 and "1" or nil,
+                                CHOCO_AO_BATCH_MAX = args.batch > 0 and args.batch or nil } }
+    local relay_url
+    relay_url, stop_relay = start_relay(dir, emu.port)
+    local token = emu:token()
+    local put_headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }
+    local status = emulator.example()
+    status.external_status = "cooking"
+    status.external_data.expired_at = os.date("!%Y-%m-%d %H:%M:%S", os.time() + 6 * 3600)
+    local put = cjson.encode(status)
+    local event = cjson.encode { state = "accepted", user_id = 1234567 }
+    local path = "/orders/v2/preorder/external/status"
+
+    -- alternate the three, best of `rounds` each: a burst of load elsewhere on
+    -- the machine then hurts no figure alone
+    local best = { app = 0, direct = 0, relay = 0 }
+    for _ = 1, args.rounds do
+        best.direct = math.max(best.direct, wrk(dir, "direct", "PUT", emu.url .. path, put, put_headers))
+        best.relay = math.max(best.relay, wrk(dir, "relay", "PUT", relay_url .. path, put, put_headers))
+        best.app = math.max(best.app, wrk(dir, "app", "POST", app.url .. "/orders/BENCH-1/state?wait=1", event,
+            { ["Content-Type"] = "application/json" }))
+    end
+    local problems = app:problems()
+    if #problems > 0 then error("the app logged problems:\n" .. table.concat(problems, "\n")) end
+
+    local figures = {
+        bench = "openresty",
+        direct_rps = math.floor(best.direct),
+        relay_rps = math.floor(best.relay),
+        app_rps = math.floor(best.app),
+        relay_ratio = best.relay / best.direct,
+        app_ratio = best.app / best.direct,
+        target_app_ratio = 0.5,
+        wrk = ("-t%d -c%d -d%ds, best of %d"):format(args.threads, args.connections, args.seconds, args.rounds),
+        app_workers = args.app_workers, app_threads = args.app_threads, emulator_workers = args.emulator_workers,
+    }
+    print(("OpenResty push (wrk %s)"):format(figures.wrk))
+    print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(best.direct))
+    print(("  relay   nginx proxy_pass         %9.0f req/s   %.2f"):format(best.relay, figures.relay_ratio))
+    print(("  app     example app push (Lua)   %9.0f req/s   %.2f   (target >= 0.50)")
+        :format(best.app, figures.app_ratio))
+    local line = cjson.encode(figures)
+    if args.json then print(line) end
+    local json_file = os.getenv("AO_BENCH_JSON")
+    if json_file and json_file ~= "" then
+        local f = assert(io.open(json_file, "a"))
+        f:write(line, "\n")
+        f:close()
+    end
+end)
+if stop_relay then stop_relay() end
+if app then app:stop() end
+emu:stop()
+os.execute("rm -rf " .. dir)
+if not ok then
+    io.stderr:write(tostring(err), "\n")
+    os.exit(1)
+end

@@ -1,0 +1,289 @@
+-- Sequential client:push against its two anchors, in one run, all sending the
+-- contract's example as the same PUT to the same emulator over one connection:
+--   wrk -t1 -c1            the ceiling for one connection
+--   bench/c/easy_loop.c    plain C, one reused libcurl easy handle: the floor of any libcurl client
+-- Targets: client:push >= 0.9x the C loop and >= 0.7x wrk. Then the client's
+-- peak resident memory over 100,000 pushes (a fresh process; target <= 10 MB).
+-- Also client:push_many (16 in flight, 20,000 statuses of distinct orders) against the
+-- plain C multi loop (bench/c/multi_loop.c, 16 reused handles) and wrk -t2 -c16; target 0.9x the C loop.
+--   lua5.4 bench/push.lua [--json] [--seconds N] [--rounds N] [--memory-pushes N] [--many N]
+--   (LUA_PATH/LUA_CPATH as `make test` sets them; AO_BENCH_JSON=<file> appends the JSON line)
+-- The three measurements alternate over several rounds and the best round of each
+-- counts, so that a burst of load from elsewhere on the machine hurts none of them alone.
+
+local ao = require "choco.active_order"
+local cjson = require "cjson"
+
+local args = { seconds = 2, rounds = 5, memory_pushes = 100000, many = 20000, json = false }
+do
+    local argv = { ... }
+    local i = 1
+    while i <= #argv do
+        local a = argv[i]
+        if a == "--json" then args.json = true
+        elseif a == "--seconds" then i = i + 1; args.seconds = assert(tonumber(argv[i]), "--seconds N")
+        elseif a == "--rounds" then i = i + 1; args.rounds = assert(tonumber(argv[i]), "--rounds N")
+        elseif a == "--memory-pushes" then
+            i = i + 1
+            args.memory_pushes = assert(tonumber(argv[i]), "--memory-pushes N")
+        elseif a == "--many" then i = i + 1; args.many = assert(tonumber(argv[i]), "--many N")
+        elseif a == "--child-memory" then args.child = true
+        else error("unknown argument " .. a) end
+        i = i + 1
+    end
+end
+
+local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "cancelled" }
+local CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+
+local function example()
+    return {
+        merchant_order_id = "WEE-11122",
+        user_id = 1234567,
+        external_status = "created",
+        deeplinks = {
+            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
+            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
+        },
+        external_data = {
+            expired_at = "2021-10-20 16:49:36",
+            title_active_order_card = "Ожидает оплаты",
+            title_call_to_action = "К заказу",
+            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
+            need_timer = false,
+            countdown_timer = false,
+        },
+    }
+end
+
+-- VmHWM: peak resident set (libraries' file-backed pages included); RssAnon:
+-- what the process itself allocated (Lua heap, libcurl's and OpenSSL's buffers).
+local function memory_kb()
+    local f = io.open("/proc/self/status", "r")
+    if not f then return {} end
+    local s = f:read("*a")
+    f:close()
+    return { peak = tonumber(s:match("VmHWM:%s*(%d+)")), anon = tonumber(s:match("RssAnon:%s*(%d+)")),
+             file = tonumber(s:match("RssFile:%s*(%d+)")) }
+end
+
+local function new_client(url)
+    return assert(ao.new { base_url = url, client_id = CLIENT_ID, client_secret = CLIENT_SECRET,
+                           statuses = STATUSES })
+end
+
+-- The memory child: a fresh interpreter that only pushes, then reports its peak.
+if args.child then
+    local url = assert(os.getenv("AO_BENCH_URL"))
+    local c = new_client(url)
+    local status = example()
+    assert(c:push(status))
+    local before = memory_kb()
+    for _ = 1, args.memory_pushes do assert(c:push(status)) end
+    local after = memory_kb()
+    -- push_many over as many statuses, made on demand by a proxy list (where the
+    -- interpreter honours __len), so that what is measured is the batch's own memory
+    local many_peak
+    local honours_len = #setmetatable({}, { __len = function() return 1 end }) == 1
+    if honours_len then
+        local one = example()
+        local list = setmetatable({}, {
+            __len = function() return args.memory_pushes end,
+            __index = function(_, i)
+                one.merchant_order_id = "MANY-" .. i
+                return one
+            end,
+        })
+        local _, summary = c:push_many(list, { keep_data = false })
+        assert(summary.sent == args.memory_pushes, "push_many failed some statuses")
+        many_peak = memory_kb().peak
+    end
+    io.write(cjson.encode { before_peak_kb = before.peak, peak_kb = after.peak, anon_kb = after.anon,
+                            before_anon_kb = before.anon, file_kb = after.file, many_peak_kb = many_peak }, "\n")
+    os.exit(0)
+end
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function capture(cmd)
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("*a")
+    p:close()
+    return out
+end
+
+local function write_file(path, content)
+    local f = assert(io.open(path, "wb"))
+    f:write(content)
+    f:close()
+end
+
+local root = os.getenv("AO_ROOT") or "."
+local workdir = root .. "/build/bench"
+os.execute("mkdir -p " .. sh_quote(workdir))
+
+local launcher = require "choco.active_order.emulator.launcher"
+local emu = assert(launcher.start { statuses = STATUSES, client_id = CLIENT_ID, client_secret = CLIENT_SECRET })
+local ok, failure = xpcall(function()
+    local client = new_client(emu.url)
+    local status = example()
+    local body = assert(client:encode(status))
+    assert(client:push(status))
+    local bearer = client.tokens.store:get()
+    local status_url = emu.url .. "/orders/v2/preorder/external/status"
+    local body_file = workdir .. "/push_body.json"
+    write_file(body_file, body)
+
+    -- the plain C loop, built here with the same libcurl
+    local easy_loop = workdir .. "/easy_loop"
+    local cc = os.getenv("CC") or "cc"
+    assert(os.execute(cc .. " -O2 -o " .. sh_quote(easy_loop) .. " " .. sh_quote(root .. "/bench/c/easy_loop.c")
+        .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl)"), "cannot build bench/c/easy_loop.c")
+
+    local multi_loop = workdir .. "/multi_loop"
+    assert(os.execute(cc .. " -O2 -o " .. sh_quote(multi_loop) .. " " .. sh_quote(root .. "/bench/c/multi_loop.c")
+        .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl)"), "cannot build bench/c/multi_loop.c")
+
+    -- wrk sends the same PUT with the same headers
+    local wrk_script = workdir .. "/push_wrk.lua"
+    write_file(wrk_script, ([[
+wrk.method = "PUT"
+wrk.body = %q
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["Authorization"] = %q
+]]):format(body, "Bearer " .. bearer))
+
+    local function client_rate(seconds)
+        local clock = require("choco.active_order.core").monotonic or require("socket").gettime
+        local n, started = 0, clock()
+        local deadline = started + seconds
+        repeat
+            for _ = 1, 100 do assert(client:push(status)) end
+            n = n + 100
+        until clock() >= deadline
+        return n / (clock() - started)
+    end
+
+    local function wrk_rate(seconds)
+        local out = capture("wrk -t1 -c1 -d" .. math.floor(seconds) .. "s -s " .. sh_quote(wrk_script) .. " "
+            .. sh_quote(status_url) .. " 2>&1")
+        assert(not out:find("Non%-2xx"), "wrk got errors:\n" .. out)
+        return (assert(tonumber(out:match("Requests/sec:%s*([%d.]+)")), "wrk said:\n" .. out))
+    end
+
+    local function c_rate(seconds)
+        local out = capture(sh_quote(easy_loop) .. " " .. sh_quote(status_url) .. " " .. sh_quote(bearer) .. " "
+            .. sh_quote(body_file) .. " " .. seconds .. "s 2>&1")
+        local result = cjson.decode(out:match("{.*}") or "null")
+        assert(type(result) == "table" and result.failed == 0, "easy_loop said:\n" .. out)
+        return result.requests_per_second
+    end
+
+    -- push_many: distinct orders (statuses of one order would be sent one by one)
+    local many_list = {}
+    for i = 1, args.many do
+        local st = example()
+        st.merchant_order_id = "MANY-" .. i
+        many_list[i] = st
+    end
+    local function many_rate()
+        local clock = require("choco.active_order.core").monotonic or require("socket").gettime
+        local t0 = clock()
+        local _, summary = client:push_many(many_list, { max_in_flight = 16, keep_data = false })
+        assert(summary.sent == args.many, "push_many failed some statuses")
+        return args.many / (clock() - t0)
+    end
+    local function c_multi_rate()
+        local out = capture(sh_quote(multi_loop) .. " " .. sh_quote(status_url) .. " " .. sh_quote(bearer) .. " "
+            .. sh_quote(body_file) .. " " .. args.many .. " 16 2>&1")
+        local result = cjson.decode(out:match("{.*}") or "null")
+        assert(type(result) == "table" and result.failed == 0, "multi_loop said:\n" .. out)
+        return result.requests_per_second
+    end
+    local function wrk16_rate(seconds)
+        local out = capture("wrk -t2 -c16 -d" .. math.floor(seconds) .. "s -s " .. sh_quote(wrk_script) .. " "
+            .. sh_quote(status_url) .. " 2>&1")
+        assert(not out:find("Non%-2xx"), "wrk got errors:\n" .. out)
+        return (assert(tonumber(out:match("Requests/sec:%s*([%d.]+)")), "wrk said:\n" .. out))
+    end
+
+    local best = { client = 0, wrk = 0, c = 0, many = 0, c_multi = 0, wrk16 = 0 }
+    client_rate(0.5) -- warm up the emulator and the connection
+    for _ = 1, args.rounds do
+        best.c = math.max(best.c, c_rate(args.seconds))
+        best.client = math.max(best.client, client_rate(args.seconds))
+        best.wrk = math.max(best.wrk, wrk_rate(args.seconds))
+        best.c_multi = math.max(best.c_multi, c_multi_rate())
+        best.many = math.max(best.many, many_rate())
+        best.wrk16 = math.max(best.wrk16, wrk16_rate(args.seconds))
+    end
+    client:close()
+
+    local lua = os.getenv("AO_LUA") or "lua5.4"
+    local mem_out = capture("AO_BENCH_URL=" .. sh_quote(emu.url) .. " " .. lua .. " "
+        .. sh_quote(root .. "/bench/push.lua") .. " --child-memory --memory-pushes " .. args.memory_pushes)
+    local mem = cjson.decode(mem_out:match("{.*}") or "null")
+    assert(type(mem) == "table", "the memory child said:\n" .. mem_out)
+
+    return {
+        bench = "push",
+        interpreter = (jit and jit.version) or _VERSION,
+        client_per_s = math.floor(best.client + 0.5),
+        c_easy_loop_per_s = math.floor(best.c + 0.5),
+        wrk_per_s = math.floor(best.wrk + 0.5),
+        ratio_c = math.floor(best.client / best.c * 1000 + 0.5) / 1000,
+        ratio_wrk = math.floor(best.client / best.wrk * 1000 + 0.5) / 1000,
+        c_over_wrk = math.floor(best.c / best.wrk * 1000 + 0.5) / 1000,
+        target_c = 0.9, target_wrk = 0.7,
+        peak_rss_kb = mem.peak_kb, peak_rss_before_pushes_kb = mem.before_peak_kb,
+        rss_anon_kb = mem.anon_kb, rss_anon_before_pushes_kb = mem.before_anon_kb, rss_file_kb = mem.file_kb,
+        memory_pushes = args.memory_pushes, target_rss_kb = 10240,
+        push_many_peak_rss_kb = mem.many_peak_kb,
+        many_statuses = args.many,
+        push_many_per_s = math.floor(best.many + 0.5),
+        c_multi_loop_per_s = math.floor(best.c_multi + 0.5),
+        wrk_t2_c16_per_s = math.floor(best.wrk16 + 0.5),
+        many_ratio_c = math.floor(best.many / best.c_multi * 1000 + 0.5) / 1000,
+        many_ratio_wrk = math.floor(best.many / best.wrk16 * 1000 + 0.5) / 1000,
+        target_many_c = 0.9,
+    }
+end, debug.traceback)
+emu:stop()
+if not ok then
+    io.stderr:write("bench/push.lua: ", tostring(failure), "\n")
+    os.exit(1)
+end
+
+local r = failure
+local line = cjson.encode(r)
+local json_file = os.getenv("AO_BENCH_JSON")
+if json_file and json_file ~= "" then
+    local f = assert(io.open(json_file, "a"))
+    f:write(line, "\n")
+    f:close()
+end
+if args.json then
+    print(line)
+else
+    print(("sequential push (%s), best of %d rounds of %g s"):format(r.interpreter, args.rounds, args.seconds))
+    print(("  client:push          %8d /s"):format(r.client_per_s))
+    print(("  plain C easy loop    %8d /s   push/C   = %.3f (target >= 0.9)"):format(r.c_easy_loop_per_s, r.ratio_c))
+    print(("  wrk -t1 -c1          %8d /s   push/wrk = %.3f (target >= 0.7); C/wrk = %.3f")
+        :format(r.wrk_per_s, r.ratio_wrk, r.c_over_wrk))
+    print(("push_many, 16 in flight, %d statuses"):format(r.many_statuses))
+    print(("  client:push_many     %8d /s"):format(r.push_many_per_s))
+    print(("  plain C multi loop   %8d /s   many/C   = %.3f (target >= 0.9)"):format(r.c_multi_loop_per_s,
+        r.many_ratio_c))
+    print(("  wrk -t2 -c16         %8d /s   many/wrk = %.3f"):format(r.wrk_t2_c16_per_s, r.many_ratio_wrk))
+    print("memory")
+    print(("  peak RSS over %d pushes: %.1f MB (target <= 10 MB); %.1f MB before the pushes"):format(
+        r.memory_pushes, r.peak_rss_kb / 1024, r.peak_rss_before_pushes_kb / 1024))
+    print(("    of which the process's own (RssAnon) %.1f MB (%.1f MB before the pushes),"
+        .. " shared libraries' pages (RssFile) %.1f MB"):format(
+        r.rss_anon_kb / 1024, r.rss_anon_before_pushes_kb / 1024, r.rss_file_kb / 1024))
+    if r.push_many_peak_rss_kb then
+        print(("  peak RSS after push_many of %d statuses (made on demand): %.1f MB"):format(
+            r.memory_pushes, r.push_many_peak_rss_kb / 1024))
+    end
+end

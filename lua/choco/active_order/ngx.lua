@@ -1,0 +1,412 @@
+-- OpenResty adapter: pushes run the C core's libcurl request inside
+-- ngx.run_worker_thread (a thread_pool of nginx.conf), so nginx's event loop
+-- only hands the status over and is woken up with the answer; a slow gateway
+-- holds a pool thread, never the worker's other connections.
+--
+--   init_by_lua:   pusher = require("choco.active_order.ngx").new{ thread_pool = "choco",
+--                      shared_dict = "choco_tokens", client = { base_url =, client_id =, ... } }
+--   a handler:     local data, meta_or_err = pusher:push(status)
+--   any phase:     pusher:push_async(status, function(data, err, meta) ... end)
+--
+-- The worker-thread half is choco.active_order.ngx.worker.
+
+local errors = require "choco.active_order.errors"
+local semaphore = require "ngx.semaphore"
+local payload = require "choco.active_order.payload"
+
+local type, pairs, tostring, pcall, setmetatable = type, pairs, tostring, pcall, setmetatable
+
+local adapter = {}
+
+local WORKER_MODULE = "choco.active_order.ngx.worker"
+local NEED_CONFIG = "need_config" -- choco.active_order.ngx.worker.NEED_CONFIG (not loaded here: it needs ffi)
+
+adapter.DEFAULTS = {
+    max_in_flight = 16,   -- worker-thread tasks at once, per nginx worker process (the pool's threads)
+    batch_max = 8,        -- statuses one task carries at most (pushed one after another in it)
+    queue_timeout = 60,   -- seconds a push waits for its answer, queueing and retries included
+    max_queued = 10000,   -- push_async statuses waiting, per nginx worker process
+}
+
+-- Phases where ngx.run_worker_thread can yield (lua-nginx-module 0.10.23).
+adapter.PUSH_PHASES = { rewrite = true, access = true, content = true, timer = true }
+
+local function config_error(message)
+    return nil, errors.new("config", "BAD_OPTION", message)
+end
+
+-- Only these cross into a worker thread; anything else (a function, a
+-- userdata, a cycle) is refused when the pusher is made, not at the first push.
+local function plain_data(value, where, depth, seen)
+    local t = type(value)
+    if t == "string" or t == "number" or t == "boolean" then return true end
+    if t ~= "table" then return nil, where .. " is a " .. t .. ": only strings, numbers, booleans and tables of those"
+        .. " can be handed to worker threads" end
+    if seen[value] or depth > 20 then return nil, where .. " refers to itself" end
+    seen[value] = true
+    for k, v in pairs(value) do
+        local kt = type(k)
+        if kt ~= "string" and kt ~= "number" then return nil, where .. " has a " .. kt .. " key" end
+        local ok, why = plain_data(v, where .. "." .. tostring(k), depth + 1, seen)
+        if not ok then return nil, why end
+    end
+    seen[value] = nil
+    return true
+end
+
+local function copy(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+    return c
+end
+
+local Pusher = {}
+Pusher.__index = Pusher
+
+function Pusher.__tostring(p)
+    return "choco.active_order.ngx pusher (thread_pool=" .. p.thread_pool .. ")"
+end
+
+local next_id = 0
+
+--- Make a pusher; call it once (init_by_lua* is the place: the options are
+--- checked there, so a bad configuration stops nginx from starting).
+--- opts: thread_pool (name in nginx.conf), shared_dict (optional, lua_shared_dict
+--- name: one token for every worker and thread), client (options of
+--- choco.active_order.new, plain data only), max_in_flight, queue_timeout,
+--- max_queued, log_level (ngx.ERR by default: push_async failures without a callback).
+--- Returns the pusher or nil, err (kind "config"); raises when opts is not a table.
+function adapter.new(opts)
+    if type(opts) ~= "table" then
+        error("choco.active_order.ngx.new expects a table of options, not " .. type(opts), 2)
+    end
+    for k in pairs(opts) do
+        if not ({ thread_pool = 1, shared_dict = 1, client = 1, max_in_flight = 1, queue_timeout = 1,
+            max_queued = 1, log_level = 1, batch_max = 1 })[k] then
+            return config_error("unknown option: " .. tostring(k))
+        end
+    end
+    if type(opts.thread_pool) ~= "string" or opts.thread_pool == "" then
+        return config_error("thread_pool must name a thread_pool of nginx.conf")
+    end
+    if opts.shared_dict ~= nil then
+        if type(opts.shared_dict) ~= "string" or opts.shared_dict == "" then
+            return config_error("shared_dict must name a lua_shared_dict of nginx.conf")
+        end
+        if ngx.shared and not ngx.shared[opts.shared_dict] then
+            return config_error("lua_shared_dict " .. opts.shared_dict .. " is not declared in nginx.conf")
+        end
+    end
+    if type(opts.client) ~= "table" then return config_error("client must be a table of client options") end
+    local ok, why = plain_data(opts.client, "client", 0, {})
+    if not ok then return config_error(why) end
+    for _, k in pairs { "clock", "sleep", "token_store" } do
+        if opts.client[k] ~= nil then return config_error("client." .. k .. " is set by the worker thread") end
+    end
+    local settings = {}
+    for k, default in pairs(adapter.DEFAULTS) do
+        local v = opts[k]
+        if v == nil then v = default end
+        if type(v) ~= "number" or v <= 0 or v ~= v or v == math.huge then
+            return config_error(k .. " must be a number above 0")
+        end
+        settings[k] = v
+    end
+    if settings.max_in_flight % 1 ~= 0 or settings.max_queued % 1 ~= 0 or settings.batch_max % 1 ~= 0 then
+        return config_error("max_in_flight, batch_max and max_queued must be whole numbers")
+    end
+    local log_level = opts.log_level
+    if log_level == nil then log_level = ngx.ERR end
+    if type(log_level) ~= "number" then return config_error("log_level must be one of ngx.STDERR ... ngx.DEBUG") end
+
+    -- The same checks the worker threads will make, here, once: every client
+    -- option, and the statuses the event loop validates push_async's input against.
+    local client_opts = copy(opts.client)
+    client_opts.clock, client_opts.sleep = ngx.now, function() end
+    local probe, err = require("choco.active_order").new(client_opts)
+    if not probe then return nil, err end
+    probe:close()
+    local compiled
+    compiled, err = payload.compile {
+        statuses = opts.client.statuses, utc_offset = opts.client.utc_offset, limits = opts.client.limits,
+    }
+    if not compiled then return nil, err end
+
+    next_id = next_id + 1
+    return setmetatable({
+        id = "pusher-" .. next_id,
+        thread_pool = opts.thread_pool,
+        log_level = log_level,
+        compiled = compiled,
+        settings = settings,
+        -- what a thread VM gets, once, to make its client
+        config = { client = copy(opts.client), shared_dict = opts.shared_dict, batch_max = settings.batch_max },
+    }, Pusher)
+end
+
+-- Per worker process state: semaphores and timers cannot be made in
+-- init_by_lua (the master) and carried over the fork.
+function Pusher:_local()
+    local pid = ngx.worker.pid()
+    local state = self.state
+    if state and state.pid == pid then return state end
+    state = {
+        pid = pid,
+        pending = { first = 1, last = 0 }, -- push calls waiting for a dispatcher
+        running = 0,           -- dispatchers (timers) at work
+        queues = {},           -- key -> { first, last, [i] = { status, callback } }
+        ready = { first = 1, last = 0 }, -- keys with work and no drainer on them
+        busy = {},             -- key -> true while a drainer pushes one of its statuses
+        drainers = 0,
+        queued = 0,
+    }
+    self.state = state
+    return state
+end
+
+--- Check a status on the event loop (C, microseconds): true | nil, err (kind "validation").
+function Pusher:validate(status)
+    local ok, problems = payload.validate(status, self.compiled)
+    if ok then return true end
+    return nil, require("choco.active_order.client").validation_error(problems)
+end
+
+local function pop(list)
+    local i = list.first
+    if i > list.last then return nil end
+    local v = list[i]
+    list[i] = nil
+    list.first = i + 1
+    return v
+end
+
+local function append(list, v)
+    local i = list.last + 1
+    list[i] = v
+    list.last = i
+end
+
+-- An error that came back from the thread as a plain table.
+local function remake(plain)
+    if type(plain) ~= "table" then
+        return errors.new("transport", "WORKER_THREAD", "the worker thread returned no error value")
+    end
+    local fields = {}
+    for k, v in pairs(plain) do
+        if k ~= "kind" and k ~= "code" and k ~= "message" then fields[k] = v end
+    end
+    return errors.new(plain.kind or "transport", plain.code or "WORKER_THREAD",
+        plain.message or "the push failed in a worker thread", fields)
+end
+
+-- ngx.run_worker_thread's own failures: the pool or the module is missing, no
+-- VM is free, the task queue is full.
+local function thread_failure(message)
+    message = tostring(message)
+    if message:find("thread pool", 1, true) or message:find("module", 1, true)
+        or message:find("invalid function", 1, true) then
+        return errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. message)
+    end
+    return errors.new("transport", "WORKER_THREAD", "ngx.run_worker_thread: " .. message, { retryable = true })
+end
+
+-- One thread task for a batch of statuses: results[i] = { true, data, meta } or
+-- { false, plain error }, or nil, err when the task itself failed.
+local function run_batch(self, statuses)
+    local run = ngx.run_worker_thread
+    local ok, r1, r2 = run(self.thread_pool, WORKER_MODULE, "push_batch", self.id, nil, statuses)
+    if ok and r1 == NEED_CONFIG then
+        ok, r1, r2 = run(self.thread_pool, WORKER_MODULE, "push_batch", self.id, self.config, statuses)
+    end
+    if not ok then return nil, thread_failure(r1) end
+    if type(r1) ~= "table" then return nil, remake(r2) end
+    return r1
+end
+
+-- A dispatcher (a timer, so that no client's request can be cut off in the
+-- middle of it) takes what is waiting, up to batch_max statuses, hands it to
+-- one worker thread and wakes each caller with its result, until nothing
+-- waits. At most max_in_flight dispatchers run per worker process: under load
+-- statuses gather while the threads work, and one handoff carries many.
+local function dispatch(premature, self, state)
+    local batch_max = self.settings.batch_max
+    while not premature do
+        local items, statuses, n = {}, {}, 0
+        while n < batch_max do
+            local item = pop(state.pending)
+            if not item then break end
+            if not item.abandoned then
+                item.taken = true
+                n = n + 1
+                items[n], statuses[n] = item, item.status
+            end
+        end
+        if n == 0 then break end
+        local called, results, err = pcall(run_batch, self, statuses)
+        if not called then
+            -- a raise from ngx.run_worker_thread itself
+            results, err = nil, errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. tostring(results))
+        end
+        for i = 1, n do
+            local item, r = items[i], results and results[i]
+            if r and r[1] == true then
+                item.data, item.meta = r[2], r[3]
+            else
+                item.err = r and remake(r[2]) or err
+            end
+            item.done = true
+            item.wake:post(1)
+        end
+    end
+    state.running = state.running - 1
+    if premature then
+        -- nginx is exiting: whoever still waits is told so
+        while true do
+            local item = pop(state.pending)
+            if not item then break end
+            item.err = errors.new("transport", "EXITING", "nginx is shutting down", { retryable = true })
+            item.done = true
+            item.wake:post(1)
+        end
+    end
+end
+
+--- Push a status from a request handler (rewrite, access, content) or a timer:
+--- the request's coroutine waits, the event loop does not.
+--- Returns data, meta | nil, err (the library's error values).
+function Pusher:push(status)
+    if type(status) ~= "table" then
+        error("push expects a status table, not " .. type(status), 2)
+    end
+    local phase = ngx.get_phase()
+    if not adapter.PUSH_PHASES[phase] then
+        return nil, errors.new("config", "WRONG_PHASE", "push cannot wait in the " .. tostring(phase)
+            .. " phase (only rewrite, access, content and timers can): use push_async")
+    end
+    local state = self:_local()
+    local item = { status = status, wake = semaphore.new(0) }
+    append(state.pending, item)
+    if state.running < self.settings.max_in_flight then
+        local started, terr = ngx.timer.at(0, dispatch, self, state)
+        if started then
+            state.running = state.running + 1
+        elseif state.running == 0 then
+            item.abandoned = true
+            return nil, errors.new("transport", "NO_TIMER", "ngx.timer.at failed: " .. tostring(terr),
+                { retryable = true })
+        end
+    end
+    local woken, werr = item.wake:wait(self.settings.queue_timeout)
+    if not woken and not item.done then
+        -- not yet in a thread: make sure it never goes (in one, its result is dropped)
+        if not item.taken then item.abandoned = true end
+        return nil, errors.new("transport", "QUEUE_TIMEOUT", "no answer from a worker thread within "
+            .. self.settings.queue_timeout .. " s (" .. tostring(werr) .. ")", { retryable = true })
+    end
+    if item.err then return nil, item.err end
+    return item.data, item.meta
+end
+
+-- push_async: statuses wait in per-key FIFO queues (key = merchant_order_id), and
+-- at most max_in_flight timers drain them. A drainer takes one status of one key
+-- and puts the key back at the end of the line, so the statuses of one order are
+-- pushed one after another, in the order they were queued, while different
+-- orders go in parallel.
+
+local function report(self, status, callback, data, err, meta)
+    if callback then
+        local ok, cerr = pcall(callback, data, err, meta)
+        if not ok then
+            ngx.log(ngx.ERR, "choco.active_order push_async callback failed: ", tostring(cerr))
+        end
+    elseif not data then
+        -- the error's text never holds a secret; the order id is the merchant's own
+        ngx.log(self.log_level, "choco.active_order push of order ", tostring(status.merchant_order_id),
+            " failed: ", tostring(err))
+    end
+end
+
+local function drain(premature, self, state)
+    if premature then
+        -- nginx is exiting: what is still queued is lost, and said so
+        state.drainers = state.drainers - 1
+        if state.drainers == 0 and state.queued > 0 then
+            ngx.log(ngx.WARN, "choco.active_order: ", state.queued, " queued statuses dropped at worker exit")
+        end
+        return
+    end
+    while true do
+        local key = pop(state.ready)
+        if key == nil then break end
+        local queue = state.queues[key]
+        local item = queue and pop(queue)
+        if item then
+            state.queued = state.queued - 1
+            state.busy[key] = true
+            local data, err = self:push(item[1])
+            local meta
+            if data then meta, err = err, nil end
+            state.busy[key] = nil
+            if queue.first > queue.last then
+                state.queues[key] = nil
+            else
+                append(state.ready, key)
+            end
+            report(self, item[1], item[2], data, err, meta)
+        end
+    end
+    state.drainers = state.drainers - 1
+end
+
+--- Queue a status and return at once; callable in every phase where
+--- ngx.timer.at is (init_worker, set, rewrite, access, content, header and body
+--- filters, log, timers). The status is checked here first.
+--- callback(data, err, meta) runs in a timer; without one, failures are logged
+--- at log_level. Returns true | nil, err.
+function Pusher:push_async(status, callback)
+    if type(status) ~= "table" then
+        error("push_async expects a status table, not " .. type(status), 2)
+    end
+    if callback ~= nil and type(callback) ~= "function" then
+        error("push_async expects a function or nil as the callback, not " .. type(callback), 2)
+    end
+    local ok, err = self:validate(status)
+    if not ok then return nil, err end
+    local state = self:_local()
+    if state.queued >= self.settings.max_queued then
+        return nil, errors.new("transport", "QUEUE_FULL", "push_async already holds "
+            .. state.queued .. " statuses", { retryable = true })
+    end
+    local key = tostring(status.merchant_order_id)
+    local queue = state.queues[key]
+    if not queue then
+        queue = { first = 1, last = 0 }
+        state.queues[key] = queue
+        if not state.busy[key] then append(state.ready, key) end
+    end
+    append(queue, { copy(status), callback })
+    state.queued = state.queued + 1
+    if state.drainers < self.settings.max_in_flight then
+        local started, terr = ngx.timer.at(0, drain, self, state)
+        if started then
+            state.drainers = state.drainers + 1
+        elseif state.drainers == 0 then
+            -- nothing will drain it: take it back and say so
+            queue.last = queue.last - 1
+            state.queued = state.queued - 1
+            if queue.first > queue.last then state.queues[key] = nil end
+            return nil, errors.new("transport", "NO_TIMER", "ngx.timer.at failed: " .. tostring(terr),
+                { retryable = true })
+        end
+    end
+    return true
+end
+
+--- Statuses queued by push_async in this worker process and not yet taken.
+function Pusher:queued()
+    return self:_local().queued
+end
+
+adapter.Pusher = Pusher
+
+return adapter

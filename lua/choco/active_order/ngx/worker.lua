@@ -1,0 +1,157 @@
+-- The half of choco.active_order.ngx that runs inside nginx worker threads
+-- (ngx.run_worker_thread). Each thread VM is kept and reused by lua-nginx-module,
+-- and with it this module's state: one client per configuration per VM, hence
+-- one kept-alive libcurl connection per VM. Blocking here (libcurl, retry
+-- sleeps, waiting for a token renewal) blocks this thread only, never nginx's
+-- event loop.
+--
+-- Values cross the thread boundary by copy: strings, numbers, booleans, nil and
+-- tables of those. Errors go back as plain tables and are made into the
+-- library's error values again on the event-loop side.
+
+local ffi = require "ffi"
+local errors = require "choco.active_order.errors"
+
+local type, pairs, pcall, tostring = type, pairs, pcall, tostring
+
+local worker = {}
+
+-- The answer when this VM has no client for the configuration yet: the caller
+-- sends the configuration once, with the same call.
+worker.NEED_CONFIG = "need_config"
+
+-- A clock every process shares (the shared token store keeps deadlines in it)
+-- and a sleep that blocks this thread only. ngx.now is no use here: its cached
+-- time moves only when the event loop wakes up.
+pcall(ffi.cdef, [[
+    struct choco_ao_timespec { long tv_sec; long tv_nsec; };
+    int clock_gettime(int clock_id, struct choco_ao_timespec *tp);
+    int poll(void *fds, unsigned long nfds, int timeout);
+]])
+local CLOCK_MONOTONIC = 1
+local now_buffer = ffi.new("struct choco_ao_timespec")
+
+function worker.clock()
+    ffi.C.clock_gettime(CLOCK_MONOTONIC, now_buffer)
+    return tonumber(now_buffer.tv_sec) + tonumber(now_buffer.tv_nsec) * 1e-9
+end
+
+function worker.sleep(seconds)
+    if seconds > 0 then ffi.C.poll(nil, 0, math.ceil(seconds * 1000)) end
+end
+
+local clients = {}
+
+-- push_many opens a libcurl multi handle per call and closes it at the end;
+-- here one handle per client and VM stays open, so that its connections are
+-- kept alive from one batch to the next.
+local function keep_multi_open(client, max_in_flight)
+    local new_multi, multi = client.new_multi, nil
+    client.new_multi = function()
+        if not multi then multi = new_multi(max_in_flight) end
+        return {
+            add = function(_, ...) return multi:add(...) end,
+            perform = function(_, ...) return multi:perform(...) end,
+            in_flight = function() return multi:in_flight() end,
+            close = function() end,
+        }
+    end
+    client.batch_max = max_in_flight
+end
+
+local function config_batch_max(client) return client.batch_max end
+
+local function build_client(config)
+    local opts = {}
+    for k, v in pairs(config.client) do opts[k] = v end
+    opts.clock, opts.sleep = worker.clock, worker.sleep
+    if config.shared_dict then
+        local dict = ngx.shared[config.shared_dict]
+        if not dict then
+            return nil, { kind = "config", code = "NO_SHARED_DICT",
+                message = "lua_shared_dict " .. config.shared_dict .. " is not declared in nginx.conf" }
+        end
+        local token_store = require "choco.active_order.ngx.token_store"
+        local timeout = opts.timeout or 10
+        opts.token_store = token_store.new(dict, token_store.key_for(opts.base_url, opts.client_id), {
+            clock = worker.clock, sleep = worker.sleep,
+            lock_timeout = timeout + 1, lock_ttl = timeout + (opts.connect_timeout or 3) + 1,
+        })
+    end
+    local client, err = require("choco.active_order").new(opts)
+    if client then keep_multi_open(client, config.batch_max or 8) end
+    return client, err
+end
+
+-- Programmer errors raised inside the thread (a wrong type deep in a status)
+-- come back as a config error rather than a Lua error in nginx's log.
+local function raised(what, message)
+    return { kind = "config", code = "RAISED", message = what .. " raised: " .. tostring(message) }
+end
+
+--- push(id, config, status) -> true, data, meta | false, err | NEED_CONFIG
+--- id names the configuration; config is sent only when this VM asked for it.
+function worker.push(id, config, status)
+    local client = clients[id]
+    if not client then
+        if type(config) ~= "table" then return worker.NEED_CONFIG end
+        local ok, made, err = pcall(build_client, config)
+        if not ok then return false, raised("creating the client", made) end
+        if not made then return false, err end
+        client, clients[id] = made, made
+    end
+    local ok, data, meta = pcall(client.push, client, status)
+    if not ok then return false, raised("push", data) end
+    if data == nil then return false, meta end
+    return true, data, meta
+end
+
+--- push_batch(id, config, statuses) -> results | NEED_CONFIG | false, err
+--- One thread task for several statuses: pushed one after another on this VM's
+--- connection, in the order given. results[i] = { true, data, meta } or { false, err }.
+function worker.push_batch(id, config, statuses)
+    local client = clients[id]
+    if not client then
+        if type(config) ~= "table" then return worker.NEED_CONFIG end
+        local ok, made, err = pcall(build_client, config)
+        if not ok then return false, raised("creating the client", made) end
+        if not made then return false, err end
+        client, clients[id] = made, made
+    end
+    local results = {}
+    local n = #statuses
+    if n > 1 then
+        local list, summary = client:push_many(statuses, { max_in_flight = config_batch_max(client) })
+        if not list then return false, summary end
+        for i = 1, n do
+            local r = list[i]
+            if errors.is_error(r) then
+                results[i] = { false, r }
+            else
+                results[i] = { true, r, { batch = n } }
+            end
+        end
+        return results
+    end
+    local push = client.push
+    for i = 1, n do
+        local ok, data, meta = pcall(push, client, statuses[i])
+        if not ok then
+            results[i] = { false, raised("push", data) }
+        elseif data == nil then
+            results[i] = { false, meta }
+        else
+            results[i] = { true, data, meta }
+        end
+    end
+    return results
+end
+
+--- How many clients this VM holds (for specs: shows that VMs are reused).
+function worker.stats()
+    local n = 0
+    for _ in pairs(clients) do n = n + 1 end
+    return n
+end
+
+return worker

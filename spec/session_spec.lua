@@ -1,0 +1,563 @@
+-- The C session (core.session): one libcurl easy handle per userdata, against a
+-- real nginx on 127.0.0.1 (plain and TLS with a throwaway self-signed certificate)
+-- whose Lua handlers echo what they received or misbehave on purpose.
+
+local core = require "choco.active_order.core"
+local emulator = require "spec.support.emulator"
+local socket = require "socket"
+
+local NGINX = "/usr/sbin/nginx"
+local MODULES = "/usr/lib/nginx/modules"
+
+local function sh(cmd)
+    local a, _, c = os.execute(cmd)
+    return a == true or a == 0 or (a == nil and c == 0)
+end
+
+local function read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+local function write_file(path, content)
+    local f = assert(io.open(path, "wb"))
+    f:write(content)
+    f:close()
+end
+
+local function free_port()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    server:close()
+    return tonumber(port)
+end
+
+local HANDLERS = [[
+        location = /echo {
+            client_max_body_size 4m;
+            client_body_buffer_size 4m;
+            content_by_lua_block {
+                ngx.req.read_body()
+                local body = ngx.req.get_body_data() or ""
+                local h = ngx.req.get_headers()
+                ngx.header["Content-Type"] = "text/plain; charset=utf-8"
+                ngx.print("method=", ngx.req.get_method(), "\nexpect=", tostring(h["expect"]),
+                          "\nlength=", #body, "\nconnection=", ngx.var.connection,
+                          "\nx-test=", tostring(h["x-test"]), "\nuser-agent=", tostring(h["user-agent"]),
+                          "\nbody=", body:sub(1, 64), "\n")
+            }
+        }
+        location = /slow {
+            content_by_lua_block { ngx.sleep(tonumber(ngx.var.arg_ms) / 1000) ngx.print("late") }
+        }
+        location = /big {
+            content_by_lua_block {
+                if ngx.var.arg_length then ngx.header["Content-Length"] = ngx.var.arg_bytes end
+                ngx.print(string.rep("x", tonumber(ngx.var.arg_bytes)))
+            }
+        }
+        location = /busy {
+            content_by_lua_block {
+                ngx.status = 503
+                ngx.header["Retry-After"] = "3"
+                ngx.header["Content-Type"] = "application/json"
+                ngx.print('{"busy":true}')
+            }
+        }
+        location = /close { return 444; }
+        location = /redirect { return 302 /echo; }
+]]
+
+-- A throwaway nginx in a temporary prefix; stopped by its pid.
+local function start_nginx()
+    local prefix = assert(io.popen("mktemp -d /tmp/ao-session-spec.XXXXXX")):read("*l")
+    local port, tls_port = free_port(), free_port()
+    assert(sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+        .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. prefix .. "/key.pem -out "
+        .. prefix .. "/cert.pem >/dev/null 2>&1"))
+    sh("chmod 755 " .. prefix)
+    local is_root = (assert(io.popen("id -u")):read("*l")) == "0"
+    write_file(prefix .. "/nginx.conf", table.concat({
+        is_root and "user root;" or "",
+        "load_module " .. MODULES .. "/ndk_http_module.so;",
+        "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+        "worker_processes 1;",
+        "pid " .. prefix .. "/nginx.pid;",
+        "error_log " .. prefix .. "/error.log warn;",
+        "events { worker_connections 256; }",
+        "http {",
+        "    access_log off;",
+        "    lua_package_path '/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;';",
+        "    keepalive_requests 100000;",
+        "    keepalive_timeout 60s;",
+        "    server {",
+        "        listen 127.0.0.1:" .. port .. ";",
+        "        listen 127.0.0.1:" .. tls_port .. " ssl;",
+        "        ssl_certificate " .. prefix .. "/cert.pem;",
+        "        ssl_certificate_key " .. prefix .. "/key.pem;",
+        HANDLERS,
+        "    }",
+        "}",
+    }, "\n"))
+    assert(sh(NGINX .. " -p " .. prefix .. " -c " .. prefix .. "/nginx.conf -g 'daemon off;' >"
+        .. prefix .. "/stdout.log 2>&1 &"))
+    local server = { prefix = prefix, port = port, tls_port = tls_port, ca_file = prefix .. "/cert.pem",
+                     url = "http://127.0.0.1:" .. port, tls_url = "https://127.0.0.1:" .. tls_port }
+    for _ = 1, 100 do
+        server.pid = (read_file(prefix .. "/nginx.pid") or ""):match("%d+")
+        local c = socket.tcp()
+        c:settimeout(0.1)
+        local up = c:connect("127.0.0.1", port)
+        c:close()
+        if server.pid and up then return server end
+        socket.sleep(0.05)
+    end
+    error("nginx did not start: " .. tostring(read_file(prefix .. "/error.log"))
+        .. tostring(read_file(prefix .. "/stdout.log")))
+end
+
+local function stop_nginx(server)
+    if server.pid then
+        sh("kill -QUIT " .. server.pid .. " 2>/dev/null")
+        for _ = 1, 100 do
+            if not read_file("/proc/" .. server.pid .. "/stat") then break end
+            socket.sleep(0.05)
+        end
+        sh("kill -KILL " .. server.pid .. " 2>/dev/null")
+    end
+    sh("rm -rf " .. server.prefix)
+end
+
+local function echoed(res)
+    local fields = {}
+    for k, v in res.body:gmatch("([%w%-]+)=([^\n]*)") do fields[k] = v end
+    return fields
+end
+
+describe("core.session", function()
+    local server
+
+    setup(function()
+        server = start_nginx()
+    end)
+
+    teardown(function()
+        if server then stop_nginx(server) end
+    end)
+
+    it("sends a PUT with its body and headers and returns the response", function()
+        local s = core.session { user_agent = "ao-spec/1" }
+        local res, err = s:request("PUT", server.url .. "/echo", { "X-Test: yes", "Content-Type: application/json" },
+                                   '{"a":1}', 5000, 1000)
+        assert.is_nil(err)
+        assert.equal(200, res.status)
+        assert.equal("text/plain; charset=utf-8", res.content_type)
+        assert.is_nil(res.retry_after)
+        assert.equal(1, res.new_connections)
+        local seen = echoed(res)
+        assert.equal("PUT", seen.method)
+        assert.equal("7", seen.length)
+        assert.equal("yes", seen["x-test"])
+        assert.equal("ao-spec/1", seen["user-agent"])
+        for _, name in ipairs { "time_namelookup", "time_connect", "time_appconnect", "time_pretransfer",
+                                "time_starttransfer", "time_total" } do
+            assert.is_number(res[name])
+            assert.is_true(res[name] >= 0 and res[name] < 5, name)
+        end
+        assert.is_true(res.time_total >= res.time_connect)
+        s:close()
+    end)
+
+    it("switches methods on the same handle: GET, POST, HEAD, DELETE, PUT", function()
+        local s = core.session()
+        local function method_of(method, body)
+            local res = assert(s:request(method, server.url .. "/echo", nil, body, 5000, 1000))
+            assert.equal(200, res.status)
+            return method == "HEAD" and res.body or echoed(res).method, res
+        end
+        assert.equal("GET", method_of("GET"))
+        assert.equal("POST", method_of("POST", "x=1"))
+        local head_body = method_of("HEAD")
+        assert.equal("", head_body)
+        assert.equal("DELETE", method_of("DELETE"))
+        assert.equal("PUT", method_of("PUT", ""))
+        assert.equal("GET", method_of("GET"))
+        s:close()
+    end)
+
+    it("keeps one connection alive across many requests", function()
+        local s = core.session()
+        local opened, connection = 0, nil
+        for i = 1, 200 do
+            local res = assert(s:request("PUT", server.url .. "/echo", { "X-Test: " .. i }, "body " .. i, 5000, 1000))
+            assert.equal(200, res.status)
+            opened = opened + res.new_connections
+            local seen = echoed(res)
+            assert.equal(tostring(i), seen["x-test"])
+            assert.equal("body " .. i, seen.body)
+            connection = connection or seen.connection
+            assert.equal(connection, seen.connection)
+        end
+        assert.equal(1, opened)
+        s:close()
+    end)
+
+    it("never sends Expect: 100-continue, even with a body over 1 MiB", function()
+        local s = core.session()
+        local body = string.rep("b", 1536 * 1024)
+        local res = assert(s:request("PUT", server.url .. "/echo", { "Content-Type: application/json" }, body,
+                                     5000, 1000))
+        local seen = echoed(res)
+        assert.equal("nil", seen.expect)
+        assert.equal(tostring(#body), seen.length)
+        assert.is_true(res.time_total < 0.9, "a 1 s stall means curl waited for 100 Continue")
+        s:close()
+    end)
+
+    it("returns the raw Retry-After and the status of an error response", function()
+        local s = core.session()
+        local res = assert(s:request("PUT", server.url .. "/busy", nil, "{}", 5000, 1000))
+        assert.equal(503, res.status)
+        assert.equal("3", res.retry_after)
+        assert.equal("application/json", res.content_type)
+        assert.equal('{"busy":true}', res.body)
+        s:close()
+    end)
+
+    it("does not follow redirects", function()
+        local s = core.session()
+        local res = assert(s:request("GET", server.url .. "/redirect", nil, nil, 5000, 1000))
+        assert.equal(302, res.status)
+        s:close()
+    end)
+
+    it("reports COULDNT_CONNECT for a closed port", function()
+        local s = core.session()
+        local res, err = s:request("PUT", "http://127.0.0.1:" .. free_port() .. "/", nil, "{}", 5000, 1000)
+        assert.is_nil(res)
+        assert.equal("COULDNT_CONNECT", err.code)
+        assert.equal(7, err.curl_code)
+        assert.is_string(err.message)
+        assert.is_true(#err.message > 0)
+        s:close()
+    end)
+
+    it("reports OPERATION_TIMEDOUT for a slow server, then works again", function()
+        local s = core.session()
+        local res, err = s:request("GET", server.url .. "/slow?ms=3000", nil, nil, 200, 1000)
+        assert.is_nil(res)
+        assert.equal("OPERATION_TIMEDOUT", err.code)
+        assert.equal(28, err.curl_code)
+        res = assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000))
+        assert.equal(200, res.status)
+        s:close()
+    end)
+
+    it("reports GOT_NOTHING when the server closes without answering", function()
+        local s = core.session()
+        local res, err = s:request("PUT", server.url .. "/close", nil, "{}", 5000, 1000)
+        assert.is_nil(res)
+        assert.equal("GOT_NOTHING", err.code)
+        assert.equal(52, err.curl_code)
+        s:close()
+    end)
+
+    describe("response cap", function()
+        it("is 1 MiB by default", function()
+            local s = core.session()
+            local res = assert(s:request("GET", server.url .. "/big?bytes=1048576", nil, nil, 5000, 1000))
+            assert.equal(1048576, #res.body)
+            local err
+            res, err = s:request("GET", server.url .. "/big?bytes=1048577", nil, nil, 5000, 1000)
+            assert.is_nil(res)
+            assert.equal("TOO_LARGE", err.code)
+            s:close()
+        end)
+
+        it("is configurable, and applies with or without a Content-Length", function()
+            local s = core.session { max_response_bytes = 1000 }
+            for _, query in ipairs { "bytes=5000", "bytes=5000&length=1", "bytes=5000000" } do
+                local res, err = s:request("GET", server.url .. "/big?" .. query, nil, nil, 5000, 1000)
+                assert.is_nil(res, query)
+                assert.equal("TOO_LARGE", err.code, query)
+                assert.equal("response larger than 1000 bytes", err.message)
+                assert.is_number(err.curl_code)
+            end
+            local res = assert(s:request("GET", server.url .. "/big?bytes=1000", nil, nil, 5000, 1000))
+            assert.equal(1000, #res.body)
+            s:close()
+        end)
+    end)
+
+    it("only speaks HTTP and HTTPS", function()
+        local s = core.session()
+        local res, err = s:request("GET", "file:///etc/hostname", nil, nil, 5000, 1000)
+        assert.is_nil(res)
+        assert.equal("UNSUPPORTED_PROTOCOL", err.code)
+        assert.equal(1, err.curl_code)
+        s:close()
+    end)
+
+    describe("TLS", function()
+        it("refuses a self-signed certificate by default", function()
+            local s = core.session()
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000)
+            assert.is_nil(res)
+            assert.equal("PEER_FAILED_VERIFICATION", err.code)
+            assert.equal(60, err.curl_code)
+            s:close()
+        end)
+
+        it("accepts it with ca_file, over one kept-alive connection", function()
+            local s = core.session { ca_file = server.ca_file }
+            local opened = 0
+            for _ = 1, 20 do
+                local res = assert(s:request("PUT", server.tls_url .. "/echo", nil, "{}", 5000, 1000))
+                assert.equal(200, res.status)
+                opened = opened + res.new_connections
+            end
+            assert.equal(1, opened)
+            s:close()
+        end)
+
+        it("accepts it with allow_insecure_tls", function()
+            local s = core.session { allow_insecure_tls = true }
+            local res = assert(s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000))
+            assert.equal(200, res.status)
+            s:close()
+        end)
+
+        it("reports a missing ca_file", function()
+            local s = core.session { ca_file = server.prefix .. "/missing.pem" }
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000)
+            assert.is_nil(res)
+            assert.equal("SSL_CACERT_BADFILE", err.code)
+            s:close()
+        end)
+    end)
+
+    describe("lifetime", function()
+        it("closes idempotently and refuses use after close", function()
+            local s = core.session()
+            assert.is_false(s:is_closed())
+            s:close()
+            s:close()
+            assert.is_true(s:is_closed())
+            assert.matches("closed", tostring(s))
+            assert.has_error(function() s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000) end,
+                             "session is closed")
+        end)
+
+        it("is freed by the garbage collector, open or closed", function()
+            for i = 1, 50 do
+                local s = core.session { ca_file = server.ca_file, proxy = "", user_agent = "gc" }
+                if i % 2 == 0 then assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000)) end
+                if i % 3 == 0 then s:close() end
+            end
+            collectgarbage()
+            collectgarbage()
+        end)
+
+        if _VERSION == "Lua 5.4" then
+            it("is closed by a to-be-closed variable", function()
+                local escaped
+                local use = assert(load([[
+                    local core, escape = ...
+                    local s <close> = core.session()
+                    escape(s)
+                ]]))
+                use(core, function(s) escaped = s end)
+                assert.is_true(escaped:is_closed())
+            end)
+        end
+    end)
+
+    describe("programmer errors raise", function()
+        local s
+
+        before_each(function() s = core.session() end)
+        after_each(function() s:close() end)
+
+        local url = "http://127.0.0.1:1/"
+        local cases = {
+            { "non-string method", function() s:request(1, url, nil, nil, 1000, 1000) end },
+            { "bad method", function() s:request("P T", url, nil, nil, 1000, 1000) end },
+            { "missing url", function() s:request("GET", nil, nil, nil, 1000, 1000) end },
+            { "headers not a table", function() s:request("GET", url, "X: y", nil, 1000, 1000) end },
+            { "header not a string", function() s:request("GET", url, { 1 }, nil, 1000, 1000) end },
+            { "header with CR LF", function() s:request("GET", url, { "X: a\r\nY: b" }, nil, 1000, 1000) end },
+            { "header with NUL", function() s:request("GET", url, { "X: a\0b" }, nil, 1000, 1000) end },
+            { "header without colon", function() s:request("GET", url, { "X" }, nil, 1000, 1000) end },
+            { "body not a string", function() s:request("PUT", url, nil, {}, 1000, 1000) end },
+            { "no timeout", function() s:request("GET", url, nil, nil) end },
+            { "zero timeout", function() s:request("GET", url, nil, nil, 0, 1000) end },
+            { "fractional timeout", function() s:request("GET", url, nil, nil, 1.5, 1000) end },
+            { "zero connect timeout", function() s:request("GET", url, nil, nil, 1000, 0) end },
+        }
+        for _, case in ipairs(cases) do
+            it(case[1], function() assert.has_error(case[2]) end)
+        end
+
+        it("too many headers", function()
+            local headers = {}
+            for i = 1, 65 do headers[i] = "X-" .. i .. ": v" end
+            assert.has_error(function() s:request("GET", url, headers, nil, 1000, 1000) end)
+        end)
+
+        it("bad options", function()
+            assert.has_error(function() core.session { unknown = 1 } end, "options: unknown option 'unknown'")
+            assert.has_error(function() core.session { ca_file = 1 } end)
+            assert.has_error(function() core.session { max_response_bytes = 0 } end)
+            assert.has_error(function() core.session { max_response_bytes = 1.5 } end)
+            assert.has_error(function() core.session { allow_insecure_tls = "yes" } end)
+            assert.has_error(function() core.session "x" end)
+        end)
+
+        it("and the session stays usable afterwards", function()
+            pcall(s.request, s, "GET", url, { "X: \n" }, nil, 1000, 1000)
+            local res = assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000))
+            assert.equal(200, res.status)
+        end)
+    end)
+end)
+
+describe("core.session against the gateway emulator", function()
+    local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "cancelled" }
+    local BODY = '{"merchant_order_id":"SESSION-1","user_id":1234567,"external_status":"created",'
+        .. '"deeplinks":[{"link":"https://rahmetapp.kz/100/orders?tab=5","type":"active_order_card"}],'
+        .. '"external_data":{"expired_at":"2030-10-20 16:49:36","title_active_order_card":"Ожидает оплаты",'
+        .. '"title_call_to_action":"К заказу","need_timer":false,"countdown_timer":false}}'
+    local emu, url, headers
+
+    setup(function()
+        emu = emulator.start { statuses = STATUSES }
+        url = emu.url .. "/orders/v2/preorder/external/status"
+        headers = { "Content-Type: application/json", "Accept: application/json",
+                    "Authorization: Bearer " .. emu:token() }
+    end)
+
+    teardown(function()
+        if emu then emu:stop() end
+    end)
+
+    before_each(function()
+        emu:control("POST", "faults", { endpoint = "status", faults = {} })
+    end)
+
+    it("pushes 300 statuses over one connection, as the emulator counts them", function()
+        local s = core.session()
+        local before = emu:state().connections
+        local opened = 0
+        for _ = 1, 300 do
+            local res = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+            assert.equal(200, res.status, res.body)
+            assert.matches("^application/json", res.content_type)
+            opened = opened + res.new_connections
+        end
+        assert.equal(1, opened)
+        -- the control request that reads the state opens its own connection
+        assert.is_true(emu:state().connections - before <= 2)
+        assert.equal("created", emu:history("SESSION-1").last)
+        s:close()
+    end)
+
+    local function with_fault(fault, timeout_ms, options)
+        emu:faults("status", { fault })
+        local s = core.session(options)
+        local res, err = s:request("PUT", url, headers, BODY, timeout_ms or 5000, 1000)
+        -- the session recovers from every fault on its next request
+        local after = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        assert.equal(200, after.status)
+        s:close()
+        return res, err
+    end
+
+    it("close: GOT_NOTHING", function()
+        local res, err = with_fault { kind = "close" }
+        assert.is_nil(res)
+        assert.equal("GOT_NOTHING", err.code)
+    end)
+
+    it("close on a kept-alive connection: libcurl resends once by itself on a new connection", function()
+        local s = core.session()
+        assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        local accepted = emu:state().accepted
+        emu:faults("status", { { kind = "close" } })
+        local res = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        assert.equal(200, res.status)
+        assert.equal(1, res.new_connections)
+        assert.equal(accepted + 1, emu:state().accepted)
+        -- twice in a row is not hidden
+        emu:faults("status", { { kind = "close" }, { kind = "close" } })
+        local err
+        res, err = s:request("PUT", url, headers, BODY, 5000, 1000)
+        assert.is_nil(res)
+        assert.equal("GOT_NOTHING", err.code)
+        s:close()
+    end)
+
+    it("truncate: PARTIAL_FILE", function()
+        local res, err = with_fault { kind = "truncate" }
+        assert.is_nil(res)
+        assert.equal("PARTIAL_FILE", err.code)
+        assert.equal(18, err.curl_code)
+    end)
+
+    it("delay beyond the timeout: OPERATION_TIMEDOUT", function()
+        local res, err = with_fault({ kind = "delay", ms = 2000 }, 300)
+        assert.is_nil(res)
+        assert.equal("OPERATION_TIMEDOUT", err.code)
+    end)
+
+    it("oversize: TOO_LARGE at the default cap, accepted under a larger one", function()
+        local res, err = with_fault { kind = "oversize", bytes = 2 * 1048576 }
+        assert.is_nil(res)
+        assert.equal("TOO_LARGE", err.code)
+        res = with_fault({ kind = "oversize", bytes = 2 * 1048576 }, 5000, { max_response_bytes = 4 * 1048576 })
+        assert.equal(200, res.status)
+        assert.equal(2 * 1048576, #res.body)
+    end)
+
+    it("503 and 429: the status and the raw Retry-After", function()
+        local res = with_fault { kind = "http", status = 503, retry_after = 7 }
+        assert.equal(503, res.status)
+        assert.equal("7", res.retry_after)
+        res = with_fault { kind = "http", status = 429, retry_after = "Wed, 21 Oct 2015 07:28:00 GMT" }
+        assert.equal(429, res.status)
+        assert.equal("Wed, 21 Oct 2015 07:28:00 GMT", res.retry_after)
+    end)
+
+    it("html and trickle: the whole body and its content type", function()
+        local res = with_fault { kind = "html", status = 502 }
+        assert.equal(502, res.status)
+        assert.equal("text/html", res.content_type)
+        assert.matches("<html>", res.body)
+        res = with_fault { kind = "trickle", ms = 20 }
+        assert.equal(200, res.status)
+        assert.matches('"status":"success"', res.body)
+    end)
+
+    describe("over TLS", function()
+        local tls_emu
+
+        setup(function() tls_emu = emulator.start { statuses = STATUSES, tls = true } end)
+        teardown(function() if tls_emu then tls_emu:stop() end end)
+
+        it("refuses the emulator's certificate by default and accepts it with its CA", function()
+            local tls_url = tls_emu.url .. "/orders/v2/preorder/external/status"
+            local s = core.session()
+            local res, err = s:request("PUT", tls_url, headers, BODY, 5000, 1000)
+            assert.is_nil(res)
+            assert.equal("PEER_FAILED_VERIFICATION", err.code)
+            s:close()
+            s = core.session { ca_file = tls_emu.ca_file }
+            res = assert(s:request("PUT", tls_url, headers, BODY, 5000, 1000))
+            -- the token belongs to the other emulator: the TLS handshake is what this checks
+            assert.equal(401, res.status)
+            s:close()
+        end)
+    end)
+end)
