@@ -50,7 +50,7 @@ BUSTED := /usr/bin/busted
 BUSTED_FLAGS ?=
 SPEC ?= spec
 
-.PHONY: all deps test check lint cppcheck luacheck asan valgrind rock-install clang-build demo bench clean
+.PHONY: all deps test test-only rockspec-lint check lint cppcheck luacheck asan valgrind rock-install clang-build demo bench clean
 
 all: $(MODULE)
 
@@ -70,7 +70,10 @@ endif
 test: $(MODULE) $(LUAJIT_MODULE)
 	$(TEST_ENV) $(LUA_BIN) $(BUSTED) $(BUSTED_FLAGS) $(SPEC)
 
-lint: luacheck cppcheck
+lint: luacheck cppcheck rockspec-lint
+
+rockspec-lint:
+	sh scripts/check-rockspec.sh
 
 luacheck:
 	luacheck --quiet lua spec bench examples bin/choco-active-order

@@ -8,6 +8,7 @@
 local launcher = require "choco.active_order.emulator.launcher"
 local cjson = require "cjson"
 local socket = require "socket"
+local lib = require "bench.lib"
 
 local args = { seconds = 5, threads = 2, connections = 16 }
 do
@@ -164,16 +165,16 @@ local ok, err = pcall(function()
     print(string.format("ratio emulator/anchor %8.2f   (target >= 0.50; absolute target >= 12500 req/s)",
         rps / anchor))
     print("emulator state after: " .. state)
-    local path = os.getenv("AO_BENCH_JSON")
-    if path and path ~= "" then
-        local f = assert(io.open(path, "a"))
-        f:write(cjson.encode {
-            bench = "emulator", put_rps = math.floor(rps), anchor_rps = math.floor(anchor),
-            ratio = math.floor(rps / anchor * 1000) / 1000, non_200 = bad, p99 = p99,
-            wrk = string.format("-t%d -c%d -d%ds", args.threads, args.connections, args.seconds),
-        }, "\n")
-        f:close()
-    end
+    local wrk_args = string.format("-t%d -c%d", args.threads, args.connections)
+    lib.emit("emulator", {
+        lib.row("emulator, valid PUT, wrk " .. wrk_args, rps, "req/s", nil, nil, ">= 12500"),
+        lib.row("emulator, valid PUT, wrk " .. wrk_args, rps, "req/s", "nginx + Lua fixed answer", anchor,
+            ">= 0.5"),
+    }, {
+        put_rps = math.floor(rps), anchor_rps = math.floor(anchor),
+        ratio = math.floor(rps / anchor * 1000) / 1000, non_200 = bad, p99 = p99,
+        wrk = string.format("%s -d%ds", wrk_args, args.seconds),
+    })
     if bad > 0 then error(bad .. " PUTs were not answered 200") end
 end)
 emu:stop()

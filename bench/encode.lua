@@ -7,6 +7,7 @@
 
 local ao = require "choco.active_order"
 local cjson = require "cjson"
+local lib = require "bench.lib"
 
 local clock = os.clock
 
@@ -71,37 +72,15 @@ for i = 1, select("#", ...) do
     if select(i, ...) == "--json" then as_json = true end
 end
 
--- One JSON line in the shape bench/report.lua reads.
-local function ns(seconds) return math.floor(seconds * 1e9 + 0.5) end
-local line = cjson.encode({
-    bench = "encode",
-    interpreter = interpreter,
-    rows = {
-        {
-            figure = "ao.encode, contract example (" .. interpreter .. ")",
-            value = ns(ao_s), unit = "ns",
-            anchor = "cjson.encode", anchor_value = ns(cjson_s),
-            ratio = math.floor(ratio * 1000 + 0.5) / 1000, target = "<= 0.5", ok = ratio <= 0.5,
-        },
-        {
-            figure = "ao.validate, contract example (" .. interpreter .. ")",
-            value = ns(validate_s), unit = "ns",
-            anchor = "cjson.encode", anchor_value = ns(cjson_s),
-            ratio = math.floor(validate_s / cjson_s * 1000 + 0.5) / 1000,
-        },
-    },
-})
+-- One JSON line in the shape bench/report.lua reads (bench/lib.lua).
+local function ns(seconds) return seconds * 1e9 end
+lib.emit("encode", {
+    lib.row("ao.encode, contract example (" .. interpreter .. ")", ns(ao_s), "ns", "cjson.encode", ns(cjson_s),
+        "<= 0.5"),
+    lib.row("  ao.validate alone (" .. interpreter .. ")", ns(validate_s), "ns", "cjson.encode", ns(cjson_s)),
+}, { calls_per_round = n, rounds = 9 }, as_json)
 
-if as_json then
-    print(line)
-else
+if not as_json then
     print(("%-12s ao.encode %7.0f ns  ao.validate %7.0f ns  cjson.encode %7.0f ns  ratio %.3f (target <= 0.5)")
         :format(interpreter, ao_s * 1e9, validate_s * 1e9, cjson_s * 1e9, ratio))
-end
-
-local file_name = os.getenv("AO_BENCH_JSON")
-if file_name and file_name ~= "" then
-    local f = assert(io.open(file_name, "a"))
-    f:write(line, "\n")
-    f:close()
 end

@@ -13,6 +13,7 @@ local emulator = require "spec.support.emulator"
 local nginx_app = require "spec.support.nginx_app"
 local cjson = require "cjson"
 local socket = require "socket"
+local lib = require "bench.lib"
 
 local args = { seconds = 5, rounds = 2, threads = 2, connections = 16, json = false,
                app_workers = 1, app_threads = 4, emulator_workers = 1, in_flight = 0, no_shared = 0, batch = 0 }
@@ -125,12 +126,14 @@ local ok, err = pcall(function()
 
     -- alternate the three, best of `rounds` each: a burst of load elsewhere on
     -- the machine then hurts no figure alone
-    local best = { app = 0, direct = 0, relay = 0 }
+    local best = { app = 0, direct = 0, relay = 0, webhook = 0 }
     for _ = 1, args.rounds do
         best.direct = math.max(best.direct, wrk(dir, "direct", "PUT", emu.url .. path, put, put_headers))
         best.relay = math.max(best.relay, wrk(dir, "relay", "PUT", relay_url .. path, put, put_headers))
-        best.app = math.max(best.app, wrk(dir, "app", "POST", app.url .. "/orders/BENCH-1/state?wait=1", event,
+        best.app = math.max(best.app, wrk(dir, "app", "POST", app.url .. "/push", put,
             { ["Content-Type"] = "application/json" }))
+        best.webhook = math.max(best.webhook, wrk(dir, "webhook", "POST", app.url .. "/orders/BENCH-1/state?wait=1",
+            event, { ["Content-Type"] = "application/json" }))
     end
     local problems = app:problems()
     if #problems > 0 then error("the app logged problems:\n" .. table.concat(problems, "\n")) end
@@ -142,6 +145,8 @@ local ok, err = pcall(function()
         app_rps = math.floor(best.app),
         relay_ratio = best.relay / best.direct,
         app_ratio = best.app / best.direct,
+        webhook_rps = math.floor(best.webhook),
+        webhook_ratio = best.webhook / best.direct,
         target_app_ratio = 0.5,
         wrk = ("-t%d -c%d -d%ds, best of %d"):format(args.threads, args.connections, args.seconds, args.rounds),
         app_workers = args.app_workers, app_threads = args.app_threads, emulator_workers = args.emulator_workers,
@@ -149,16 +154,19 @@ local ok, err = pcall(function()
     print(("OpenResty push (wrk %s)"):format(figures.wrk))
     print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(best.direct))
     print(("  relay   nginx proxy_pass         %9.0f req/s   %.2f"):format(best.relay, figures.relay_ratio))
-    print(("  app     example app push (Lua)   %9.0f req/s   %.2f   (target >= 0.50)")
+    print(("  app     example app POST /push   %9.0f req/s   %.2f   (target >= 0.50)")
         :format(best.app, figures.app_ratio))
-    local line = cjson.encode(figures)
-    if args.json then print(line) end
-    local json_file = os.getenv("AO_BENCH_JSON")
-    if json_file and json_file ~= "" then
-        local f = assert(io.open(json_file, "a"))
-        f:write(line, "\n")
-        f:close()
-    end
+    print(("  webhook app webhook ?wait=1      %9.0f req/s   %.2f   (rules + push)")
+        :format(best.webhook, figures.webhook_ratio))
+    local wrk_args = ("wrk -t%d -c%d"):format(args.threads, args.connections)
+    figures.bench = nil
+    lib.emit("openresty", {
+        lib.row("OpenResty example app POST /push", best.app, "req/s", "emulator direct, " .. wrk_args,
+            best.direct, ">= 0.5"),
+        lib.row("OpenResty example app POST /push", best.app, "req/s", "nginx proxy_pass relay", best.relay),
+        lib.row("  nginx proxy_pass relay (the limit)", best.relay, "req/s", "emulator direct", best.direct),
+        lib.row("  app webhook ?wait=1 (rules + push)", best.webhook, "req/s", "emulator direct", best.direct),
+    }, figures, args.json)
 end)
 if stop_relay then stop_relay() end
 if app then app:stop() end

@@ -13,6 +13,7 @@
 
 local ao = require "choco.active_order"
 local cjson = require "cjson"
+local lib = require "bench.lib"
 
 local args = { seconds = 2, rounds = 5, memory_pushes = 100000, many = 20000, json = false }
 do
@@ -58,14 +59,7 @@ end
 
 -- VmHWM: peak resident set (libraries' file-backed pages included); RssAnon:
 -- what the process itself allocated (Lua heap, libcurl's and OpenSSL's buffers).
-local function memory_kb()
-    local f = io.open("/proc/self/status", "r")
-    if not f then return {} end
-    local s = f:read("*a")
-    f:close()
-    return { peak = tonumber(s:match("VmHWM:%s*(%d+)")), anon = tonumber(s:match("RssAnon:%s*(%d+)")),
-             file = tonumber(s:match("RssFile:%s*(%d+)")) }
-end
+local memory_kb = lib.memory_kb
 
 local function new_client(url)
     return assert(ao.new { base_url = url, client_id = CLIENT_ID, client_secret = CLIENT_SECRET,
@@ -75,6 +69,7 @@ end
 -- The memory child: a fresh interpreter that only pushes, then reports its peak.
 if args.child then
     local url = assert(os.getenv("AO_BENCH_URL"))
+    local loaded = memory_kb() -- the library and cjson loaded, no client yet
     local c = new_client(url)
     local status = example()
     assert(c:push(status))
@@ -98,7 +93,8 @@ if args.child then
         assert(summary.sent == args.memory_pushes, "push_many failed some statuses")
         many_peak = memory_kb().peak
     end
-    io.write(cjson.encode { before_peak_kb = before.peak, peak_kb = after.peak, anon_kb = after.anon,
+    io.write(cjson.encode { loaded_rss_kb = loaded.rss,
+                            before_peak_kb = before.peak, peak_kb = after.peak, anon_kb = after.anon,
                             before_anon_kb = before.anon, file_kb = after.file, many_peak_kb = many_peak }, "\n")
     os.exit(0)
 end
@@ -214,9 +210,11 @@ wrk.headers["Authorization"] = %q
         best.c = math.max(best.c, c_rate(args.seconds))
         best.client = math.max(best.client, client_rate(args.seconds))
         best.wrk = math.max(best.wrk, wrk_rate(args.seconds))
-        best.c_multi = math.max(best.c_multi, c_multi_rate())
-        best.many = math.max(best.many, many_rate())
-        best.wrk16 = math.max(best.wrk16, wrk16_rate(args.seconds))
+        if args.many > 0 then
+            best.c_multi = math.max(best.c_multi, c_multi_rate())
+            best.many = math.max(best.many, many_rate())
+            best.wrk16 = math.max(best.wrk16, wrk16_rate(args.seconds))
+        end
     end
     client:close()
 
@@ -237,6 +235,7 @@ wrk.headers["Authorization"] = %q
         c_over_wrk = math.floor(best.c / best.wrk * 1000 + 0.5) / 1000,
         target_c = 0.9, target_wrk = 0.7,
         peak_rss_kb = mem.peak_kb, peak_rss_before_pushes_kb = mem.before_peak_kb,
+        rss_after_loading_kb = mem.loaded_rss_kb,
         rss_anon_kb = mem.anon_kb, rss_anon_before_pushes_kb = mem.before_anon_kb, rss_file_kb = mem.file_kb,
         memory_pushes = args.memory_pushes, target_rss_kb = 10240,
         push_many_peak_rss_kb = mem.many_peak_kb,
@@ -244,8 +243,8 @@ wrk.headers["Authorization"] = %q
         push_many_per_s = math.floor(best.many + 0.5),
         c_multi_loop_per_s = math.floor(best.c_multi + 0.5),
         wrk_t2_c16_per_s = math.floor(best.wrk16 + 0.5),
-        many_ratio_c = math.floor(best.many / best.c_multi * 1000 + 0.5) / 1000,
-        many_ratio_wrk = math.floor(best.many / best.wrk16 * 1000 + 0.5) / 1000,
+        many_ratio_c = args.many > 0 and math.floor(best.many / best.c_multi * 1000 + 0.5) / 1000 or nil,
+        many_ratio_wrk = args.many > 0 and math.floor(best.many / best.wrk16 * 1000 + 0.5) / 1000 or nil,
         target_many_c = 0.9,
     }
 end, debug.traceback)
@@ -256,13 +255,30 @@ if not ok then
 end
 
 local r = failure
-local line = cjson.encode(r)
-local json_file = os.getenv("AO_BENCH_JSON")
-if json_file and json_file ~= "" then
-    local f = assert(io.open(json_file, "a"))
-    f:write(line, "\n")
-    f:close()
+-- the rows bench/report.lua prints (one table for `make bench`; bench/lib.lua's format)
+local seq = "sequential client:push (" .. r.interpreter .. ")"
+r.rows = {
+    lib.row(seq, r.client_per_s, "req/s", "plain C easy loop, one handle", r.c_easy_loop_per_s, ">= 0.9"),
+    lib.row(seq, r.client_per_s, "req/s", "wrk -t1 -c1", r.wrk_per_s, ">= 0.7"),
+}
+if args.many > 0 then
+    local many = "push_many, 16 in flight, " .. r.many_statuses .. " (" .. r.interpreter .. ")"
+    r.rows[#r.rows + 1] = lib.row(many, r.push_many_per_s, "req/s", "plain C multi loop, 16 handles",
+        r.c_multi_loop_per_s, ">= 0.9")
+    r.rows[#r.rows + 1] = lib.row(many, r.push_many_per_s, "req/s", "wrk -t2 -c16", r.wrk_t2_c16_per_s)
 end
+local mem_figure = "peak resident memory, " .. r.memory_pushes .. " sequential pushes (" .. r.interpreter .. ")"
+r.rows[#r.rows + 1] = lib.row(mem_figure, r.peak_rss_kb / 1024, "MB", nil, nil, "<= 10")
+r.rows[#r.rows + 1] = lib.row("  growth over the process after loading the library",
+    (r.peak_rss_kb - r.rss_after_loading_kb) / 1024, "MB")
+r.rows[#r.rows + 1] = lib.row("  process's own memory at the end (RssAnon)", r.rss_anon_kb / 1024, "MB")
+if r.push_many_peak_rss_kb then
+    r.rows[#r.rows + 1] = lib.row("  peak resident after push_many of " .. r.memory_pushes .. " more",
+        r.push_many_peak_rss_kb / 1024, "MB")
+end
+r.interpreter = nil -- lib.emit names it "lua"
+local line = lib.emit("push", r.rows, r, false)
+r.interpreter = lib.interpreter()
 if args.json then
     print(line)
 else
@@ -271,14 +287,17 @@ else
     print(("  plain C easy loop    %8d /s   push/C   = %.3f (target >= 0.9)"):format(r.c_easy_loop_per_s, r.ratio_c))
     print(("  wrk -t1 -c1          %8d /s   push/wrk = %.3f (target >= 0.7); C/wrk = %.3f")
         :format(r.wrk_per_s, r.ratio_wrk, r.c_over_wrk))
-    print(("push_many, 16 in flight, %d statuses"):format(r.many_statuses))
-    print(("  client:push_many     %8d /s"):format(r.push_many_per_s))
-    print(("  plain C multi loop   %8d /s   many/C   = %.3f (target >= 0.9)"):format(r.c_multi_loop_per_s,
-        r.many_ratio_c))
-    print(("  wrk -t2 -c16         %8d /s   many/wrk = %.3f"):format(r.wrk_t2_c16_per_s, r.many_ratio_wrk))
+    if args.many > 0 then
+        print(("push_many, 16 in flight, %d statuses"):format(r.many_statuses))
+        print(("  client:push_many     %8d /s"):format(r.push_many_per_s))
+        print(("  plain C multi loop   %8d /s   many/C   = %.3f (target >= 0.9)"):format(r.c_multi_loop_per_s,
+            r.many_ratio_c))
+        print(("  wrk -t2 -c16         %8d /s   many/wrk = %.3f"):format(r.wrk_t2_c16_per_s, r.many_ratio_wrk))
+    end
     print("memory")
-    print(("  peak RSS over %d pushes: %.1f MB (target <= 10 MB); %.1f MB before the pushes"):format(
-        r.memory_pushes, r.peak_rss_kb / 1024, r.peak_rss_before_pushes_kb / 1024))
+    print(("  peak RSS over %d pushes: %.1f MB (target <= 10 MB); %.1f MB after loading the library,"
+        .. " %.1f MB before the pushes"):format(r.memory_pushes, r.peak_rss_kb / 1024,
+        r.rss_after_loading_kb / 1024, r.peak_rss_before_pushes_kb / 1024))
     print(("    of which the process's own (RssAnon) %.1f MB (%.1f MB before the pushes),"
         .. " shared libraries' pages (RssFile) %.1f MB"):format(
         r.rss_anon_kb / 1024, r.rss_anon_before_pushes_kb / 1024, r.rss_file_kb / 1024))

@@ -29,7 +29,7 @@ for _, r in ipairs(rows) do
     local verdict = ""
     if r.ok == true then verdict = "ok" elseif r.ok == false then verdict = "MISSED"; failed = failed + 1 end
     out[#out + 1] = {
-        tostring(r.figure), num(r.value, r.unit), tostring(r.anchor or "(absolute)"),
+        tostring(r.figure), num(r.value, r.unit), tostring(r.anchor or (r.target and "(absolute)" or "")),
         num(r.anchor_value, r.unit), r.ratio and string.format("%.2fx", r.ratio) or "-",
         tostring(r.target or "-"), verdict,
     }

@@ -29,6 +29,17 @@ local function slurp(path)
     return s
 end
 
+-- The line where a pattern first occurs in a file, so that expectations
+-- follow the example scripts when they are edited.
+local function line_of(path, needle)
+    local n = 0
+    for line in io.lines(path) do
+        n = n + 1
+        if line:find(needle, 1, true) then return n end
+    end
+    error(needle .. " not found in " .. path)
+end
+
 local function spit(path, text)
     local f = assert(io.open(path, "wb"))
     f:write(text)
@@ -161,7 +172,8 @@ describe("choco-active-order", function()
         it("checks registration against --statuses and CHOCO_STATUSES", function()
             local code, out = run { "check", DELIVERY, "--statuses", "created,cooking" }
             assert.are.equal(1, code)
-            assert.matches(':28: status "on_the_way" is not registered with Choco', out, 1, true)
+            assert.matches(":" .. line_of(DELIVERY, 'status "on_the_way"')
+                .. ': status "on_the_way" is not registered with Choco', out, 1, true)
             code = run({ "check", DELIVERY }, { CHOCO_STATUSES = DELIVERY_STATUSES })
             assert.are.equal(0, code)
             code = run({ "check", DELIVERY }, { CHOCO_STATUSES = "created" })
@@ -183,7 +195,7 @@ describe("choco-active-order", function()
             assert.is_false(value.ok)
             assert.are.equal("unregistered", value.problems[1].code)
             assert.are.equal(DELIVERY, value.problems[1].file)
-            assert.are.equal(22, value.problems[1].line)
+            assert.are.equal(line_of(DELIVERY, 'status "cooking"'), value.problems[1].line)
         end)
 
         it("exits 1 for a missing script", function()

@@ -238,14 +238,47 @@ describe("client:push under faults", function()
         local server = assert(socket.bind("127.0.0.1", 0))
         local _, port = server:getsockname()
         server:close()
+        local seen = {}
         local c = assert(ao.new { base_url = "http://127.0.0.1:" .. port, client_id = "x", client_secret = "y",
-                                  retry = FAST })
+                                  retry = FAST, on_response = function(info) seen[#seen + 1] = info end })
         local data, err = c:push(example())
         assert.is_nil(data)
         assert_error_form(err, "transport", "COULDNT_CONNECT")
         assert.equal(4, err.attempts)
         assert.is_true(err.retryable)
+        assert.equal("attempts", err.gave_up)
         assert.is_number(err.curl_code)
+        -- every attempt failed at the token request; the hook saw each with libcurl's code
+        assert.equal(4, #seen)
+        for i, info in ipairs(seen) do
+            assert.equal("/auth/token", info.path)
+            assert.equal(i, info.attempt)
+            assert.equal("COULDNT_CONNECT", info.error)
+            assert.is_nil(info.status)
+        end
+        c:close()
+    end)
+
+    it("gives every kind of error the same form", function()
+        local c = new_client()
+        local _, verr = c:push { merchant_order_id = "X" }
+        assert.equal("validation/INVALID_STATUS", tostring(verr):match("^[^:]+"))
+        assert.is_table(verr.problems)
+        for _, p in ipairs(verr.problems) do
+            assert.is_string(p.field)
+            assert.is_string(p.code)
+            assert.is_string(p.message)
+        end
+        local _, cerr = ao.new { base_url = "ftp://x" }
+        assert.equal("config/BAD_OPTION", tostring(cerr):match("^[^:]+"))
+        assert.is_false(cerr.retryable)
+        local bad = new_client { client_secret = "nope" }
+        local _, aerr = bad:push(example())
+        assert_error_form(aerr, "auth", "AUTH_FAILED")
+        assert.equal(401, aerr.http_status)
+        assert.is_string(aerr.gateway_message)
+        assert.matches("^auth/AUTH_FAILED: .+ %(HTTP 401%)$", tostring(aerr))
+        bad:close()
         c:close()
     end)
 

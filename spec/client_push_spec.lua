@@ -167,6 +167,64 @@ describe("client:push", function()
         c:close()
     end)
 
+    it("sends exactly the documented request line and headers", function()
+        -- a one-shot HTTP server in a separate process records the raw request
+        local lua = os.getenv("AO_LUA") or "lua5.4"
+        local record, script = os.tmpname(), os.tmpname()
+        local f = assert(io.open(script, "w"))
+        f:write(([[
+local socket = require "socket"
+local server = assert(socket.bind("127.0.0.1", 0))
+local _, port = server:getsockname()
+io.stdout:write(port, "\n"); io.stdout:flush()
+server:settimeout(10)
+local conn = assert(server:accept())
+conn:settimeout(5)
+local lines, length = {}, 0
+while true do
+    local line = assert(conn:receive("*l"))
+    if line == "" then break end
+    lines[#lines + 1] = line
+    length = tonumber(line:match("^[Cc]ontent%%-[Ll]ength:%%s*(%%d+)")) or length
+end
+local body = length > 0 and assert(conn:receive(length)) or ""
+local out = assert(io.open(%q, "w"))
+out:write(table.concat(lines, "\n"), "\n\n", body)
+out:close()
+local answer = '{"error_code":0,"status":"success","message":"ok","data":{"id":7}}'
+conn:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #answer .. "\r\n\r\n" .. answer)
+conn:close()
+]]):format(record))
+        f:close()
+        local server = assert(io.popen(lua .. " " .. script))
+        local port = assert(tonumber(server:read("*l")))
+        local c = assert(ao.new { base_url = "http://127.0.0.1:" .. port .. "/", token = "tok.en-1",
+                                  statuses = STATUSES, user_agent = "shop-backend/2.1" })
+        local sent = example("ORDER-RAW")
+        local data = assert(c:push(sent))
+        c:close()
+        server:close()
+        assert.equal(7, data.id)
+        local raw = assert(io.open(record)):read("*a")
+        os.remove(record)
+        os.remove(script)
+        local head, body = raw:match("^(.-)\n\n(.*)$")
+        local lines = {}
+        for line in head:gmatch("[^\n]+") do lines[#lines + 1] = line end
+        assert.equal("PUT /orders/v2/preorder/external/status HTTP/1.1", lines[1])
+        local headers = {}
+        for i = 2, #lines do
+            local name, value = lines[i]:match("^([^:]+):%s*(.-)\r?$")
+            headers[name:lower()] = value
+        end
+        assert.equal("application/json", headers["content-type"])
+        assert.equal("application/json", headers["accept"])
+        assert.equal("Bearer tok.en-1", headers["authorization"])
+        assert.equal("shop-backend/2.1", headers["user-agent"])
+        assert.is_nil(headers["expect"])
+        assert.same(sent, require("cjson").decode(body))
+    end)
+
     it("keeps one connection for 1,000 pushes", function()
         local c = new_client()
         assert(c:push(example("ORDER-K0")))

@@ -148,14 +148,29 @@ describe("the token", function()
     end)
 
     it("waits for a lock held by another renewal, then uses a still-valid token", function()
+        -- the client's clock runs ahead by `skew`: it can be put inside the renewal
+        -- window (the last 0.2 s of 2) without waiting, while the emulator still takes the token
+        local skew = 0
+        local real = require("choco.active_order.core").monotonic or require("socket").gettime
         local shared = token.memory_store()
-        local a = new_client { token_store = shared }
+        local a = new_client { token_store = shared, clock = function() return real() + skew end }
         assert(a:push(example()))
-        sleep(1.85) -- inside the renewal window, still valid
+        skew = 1.85
         assert(shared:lock())
         local data, meta = a:push(example())
         shared:unlock()
         assert.is_table(data, tostring(meta))
+        assert.equal(1, emu:state().tokens_issued)
+        -- past its lifetime, with the lock still held elsewhere: TOKEN_BUSY, retryable
+        skew = 2.5
+        assert(shared:lock())
+        local none, err = a:push(example())
+        shared:unlock()
+        assert.is_nil(none)
+        assert.equal("auth", err.kind)
+        assert.equal("TOKEN_BUSY", err.code)
+        assert.is_true(err.retryable)
+        assert.equal(4, err.attempts)
         assert.equal(1, emu:state().tokens_issued)
         a:close()
     end)

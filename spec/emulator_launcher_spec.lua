@@ -10,13 +10,13 @@ local LUA = os.getenv("AO_LUA") or "lua5.4"
 local ROOT = os.getenv("AO_ROOT") or "."
 local SCRIPT = ROOT .. "/lua/choco/active_order/emulator/launcher.lua"
 
+-- output and exit status of a shell command (Lua 5.1's close() gives no status)
 local function sh(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1"))
+    local p = assert(io.popen("{ " .. cmd .. "; } 2>&1; echo \"<exit $?>\""))
     local out = p:read("*a")
-    local ok, _, code = p:close()
-    if type(ok) == "number" then code = ok end   -- Lua 5.1
-    if ok == true then code = 0 end
-    return out, code
+    p:close()
+    local text, code = out:match("^(.*)<exit (%d+)>%s*$")
+    return text, tonumber(code)
 end
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end

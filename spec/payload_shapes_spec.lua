@@ -316,6 +316,26 @@ describe("payload shapes", function()
         assert.is_true(seen > 1000)
     end)
 
+    it("keeps fields and messages valid UTF-8 whatever the caller's bytes", function()
+        local s = example()
+        s["bad\255key\192"] = 1
+        s[("ключ"):rep(30)] = 2                         -- cut after 48 bytes, between letters
+        s.external_status = "\237\160\128 status"
+        s.external_data.expired_at = ("ж"):rep(30) .. "\255"
+        s.deeplinks[1].type = "\n" .. ("я"):rep(40)
+        local problems = rejected(s)
+        assert.are.equal(5, #problems)
+        -- the walk itself is the UTF-8 checker: every field and message must pass as a title
+        local opts = { limits = { title = 1000 } }
+        for _, p in ipairs(problems) do
+            for _, text in ipairs { p.field, p.message } do
+                local probe = example()
+                probe.external_data.title_active_order_card = text
+                assert(ao.validate(probe, opts), text)
+            end
+        end
+    end)
+
     it("works inside coroutines", function()
         local co = coroutine.wrap(function()
             local body = ao.encode(example())

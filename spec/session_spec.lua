@@ -443,10 +443,6 @@ describe("core.session against the gateway emulator", function()
         if emu then emu:stop() end
     end)
 
-    before_each(function()
-        emu:control("POST", "faults", { endpoint = "status", faults = {} })
-    end)
-
     it("pushes 300 statuses over one connection, as the emulator counts them", function()
         local s = core.session()
         local before = emu:state().connections

@@ -55,7 +55,7 @@ typedef struct {
     int busy;                /* out is in use by a walk further down the C stack */
 } ao_options;
 
-/* The known keys of every level, kept as interned strings in upvalues of validate and encode. */
+/* The known keys of every level. */
 enum {
     K_MERCHANT_ORDER_ID,
     K_USER_ID,
@@ -73,16 +73,18 @@ enum {
     K_COUNT
 };
 
-static const char *const key_names[K_COUNT] = {
-    "merchant_order_id", "user_id", "external_status", "deeplinks", "external_data",
-    "link", "type",
-    "expired_at", "title_active_order_card", "title_call_to_action",
-    "subtitle_active_order_card", "need_timer", "countdown_timer",
-};
+#define KEY_NAMES(X)                                                                         \
+    X("merchant_order_id") X("user_id") X("external_status") X("deeplinks") X("external_data")  \
+    X("link") X("type")                                                                      \
+    X("expired_at") X("title_active_order_card") X("title_call_to_action")                   \
+    X("subtitle_active_order_card") X("need_timer") X("countdown_timer")
+#define AS_NAME(s) s,
+#define AS_LENGTH(s) sizeof(s) - 1,
+static const char *const key_names[K_COUNT] = { KEY_NAMES(AS_NAME) };
+static const size_t key_lengths[K_COUNT] = { KEY_NAMES(AS_LENGTH) };
 
 #define UV_DEFAULTS lua_upvalueindex(1)
 #define UV_CACHE lua_upvalueindex(2)     /* options table -> compiled options, weak keys */
-#define UV_KEY(k) lua_upvalueindex(3 + (k))  /* the key strings, interned once */
 
 /* The known keys of each level, for unknown-key checks and suggestions. */
 static const int status_keys[] = { K_MERCHANT_ORDER_ID, K_USER_ID, K_EXTERNAL_STATUS,
@@ -109,6 +111,7 @@ typedef struct {
     ao_buffer *out;     /* NULL when only validating */
     int writing;        /* out given and no problem found yet */
     int slot;           /* stack index holding the problems list (nil until the first) */
+    int nil_slot;       /* stack index of a nil: where absent fields "are" */
     int count;
     int truncated;
 } walk_t;
@@ -152,14 +155,33 @@ static void problem(walk_t *w, const char *field, const char *code, const char *
     lua_rawseti(L, w->slot, ++w->count);
 }
 
-/* A short printable quote of a caller's bytes: controls shown as '?', long ones cut. */
+/*
+ * A short printable quote of a caller's bytes for messages and paths: at most
+ * QUOTE_MAX bytes, cut between characters, controls and bytes that are not
+ * valid UTF-8 shown as '?', so that a message is always valid UTF-8.
+ */
 static void quote(const char *s, size_t len, char *buf, size_t size)
 {
-    size_t i, n = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, n = 0;
 
-    for (i = 0; i < len && i < QUOTE_MAX && n + 4 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[n++] = (c < 0x20 || c == 0x7F) ? '?' : (char)c;
+    while (i < len && i < QUOTE_MAX && n + 8 < size) {
+        unsigned char c = u[i];
+        size_t step = 1, count, bad_at;
+        if (c >= 0x80) {
+            size_t slice = len - i < 4 ? len - i : 4;
+            step = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+            if (step > slice || ao_utf8_check(u + i, step, &count, &bad_at) != AO_UTF8_OK)
+                step = 0;
+        }
+        if (step == 0 || c < 0x20 || c == 0x7F) {
+            buf[n++] = '?';
+            i++;
+        } else {
+            memcpy(buf + n, s + i, step);
+            n += step;
+            i += step;
+        }
     }
     if (i < len && n + 4 < size) {
         memcpy(buf + n, "...", 3);
@@ -269,6 +291,10 @@ static void report_unknown_key(walk_t *w, int key, const char *prefix, const int
     size_t n = 0, len;
     const char *s, *home, *near;
 
+    if (w->count >= MAX_PROBLEMS) {
+        w->truncated = 1;
+        return;
+    }
     key_path(L, key, prefix, field, sizeof field);
     if (lua_type(L, key) != LUA_TSTRING) {
         problem(w, field, "unknown_field", "%s has only named fields, found a %s key",
@@ -301,55 +327,121 @@ static void report_unknown_key(walk_t *w, int key, const char *prefix, const int
                 level_name(keys));
 }
 
+/* Equality of two byte strings of the same short length, a word at a time, without a libc call. */
+static int same_bytes(const char *a, const char *b, size_t len)
+{
+    uint64_t x, y;
+    size_t i;
+
+    if (len < 8) {
+        for (i = 0; i < len; i++)
+            if (a[i] != b[i])
+                return 0;
+        return 1;
+    }
+    for (i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return 0;
+    }
+    /* the last eight bytes, overlapping what was compared already */
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return x == y;
+}
+
 /*
- * Reads the known keys of table `t` with raw lookups of interned key strings:
- * the value of keys[i] lands at (stack top at entry) + 1 + i and its type in
- * types[i]. Every other key is reported; one raw counting pass proves there
- * is none in the common case (measured faster than a single lua_next pass
- * that dispatches on key names, because of the stack moves it needs).
+ * Slot of a known key among a level's keys, or -1. The lengths of a level's
+ * names differ except for two pairs, which their first letters tell apart, so
+ * one switch picks the only candidate and one comparison confirms it.
  */
-static void gather(walk_t *w, int t, const int *keys, int *types, const char *prefix)
+static int match_key(const int *keys, const char *s, size_t len)
+{
+    int slot = -1;
+
+    if (keys == status_keys) {
+        switch (len) {
+        case 17: slot = 0; break;   /* merchant_order_id */
+        case 7: slot = 1; break;    /* user_id */
+        case 15: slot = 2; break;   /* external_status */
+        case 9: slot = 3; break;    /* deeplinks */
+        case 13: slot = 4; break;   /* external_data */
+        default: return -1;
+        }
+    } else if (keys == deeplink_keys) {
+        if (len != 4)
+            return -1;
+        slot = s[0] == 'l' ? 0 : 1;  /* link, type */
+    } else {
+        switch (len) {
+        case 10: slot = s[0] == 'e' ? 0 : 4; break;   /* expired_at, need_timer */
+        case 23: slot = 1; break;   /* title_active_order_card */
+        case 20: slot = 2; break;   /* title_call_to_action */
+        case 26: slot = 3; break;   /* subtitle_active_order_card */
+        case 15: slot = 5; break;   /* countdown_timer */
+        default: return -1;
+        }
+    }
+    return key_lengths[keys[slot]] == len && same_bytes(key_names[keys[slot]], s, len) ? slot : -1;
+}
+
+/*
+ * One raw pass (lua_next) over table `t` whose stack slot is below `top`, the
+ * current stack top. Each known key's value stays on the stack where lua_next
+ * put it: pos[i] is the index of the value of keys[i] (nil_slot when absent)
+ * and types[i] its type. Every other key is reported. Returns the new top.
+ *
+ * Why this shape: the walk's cost is Lua API calls, and a table must be
+ * traversed anyway to find unknown keys; reading the values during that one
+ * traversal (3 calls per key: lua_next, a copy of the key for the next
+ * lua_next, lua_tolstring) is far cheaper than a lookup per known key plus a
+ * counting pass. lua_tolstring may turn a number key into a string in place,
+ * which is why lua_next gets the untouched copy.
+ */
+static int gather(walk_t *w, int t, int top, const int *keys, int *pos, int *types, const char *prefix)
 {
     lua_State *L = w->L;
-    int n, present = 0, total = 0;
+    int n;
 
     for (n = 0; keys[n] >= 0; n++) {
-        lua_pushvalue(L, UV_KEY(keys[n]));
-        lua_rawget(L, t);
-        types[n] = lua_type(L, -1);
-        if (types[n] != LUA_TNIL)
-            present++;
+        pos[n] = w->nil_slot;
+        types[n] = LUA_TNIL;
     }
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        lua_settop(L, -2);
-        total++;
-    }
-    if (total == present)
-        return;
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        int known = 0;
-        if (w->truncated) {
-            lua_settop(L, -3);
-            return;
+        /* stack: top+1 key, top+2 value, top+3 the key again for lua_next */
+        size_t len;
+        const char *s;
+        int slot = -1;
+
+        lua_pushvalue(L, top + 1);
+        s = lua_tolstring(L, top + 1, &len);
+        if (s != NULL && len > 0)
+            slot = match_key(keys, s, len);
+        if (slot >= 0) {
+            top += 2;
+            pos[slot] = top;
+            types[slot] = lua_type(L, top);
+        } else {
+            report_unknown_key(w, top + 3, prefix, keys);
+            if (w->truncated) {
+                /* Nothing more will be reported: stop reading a table that may be huge. */
+                lua_settop(L, top);
+                return top;
+            }
+            lua_replace(L, top + 1);
+            lua_settop(L, top + 1);
         }
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            int i;
-            for (i = 0; keys[i] >= 0 && !known; i++)
-                known = lua_rawequal(L, -2, UV_KEY(keys[i]));
-        }
-        if (!known)
-            report_unknown_key(w, lua_gettop(L) - 1, prefix, keys);
-        lua_settop(L, -2);
     }
+    return top;
 }
 
 /* ------------------------------------------------------------------ output */
 
 /*
- * Appends without a call in the common case: encode reserves room for a
- * typical body up front, so most writes are a bounds check and a copy.
+ * Appends without a call in the common case: the reused buffer has room for a
+ * body after the first encode, so most writes are a bounds check and a copy.
  */
 static inline void put(walk_t *w, const char *s, size_t len)
 {
@@ -746,13 +838,16 @@ static const char *const common_paths[2][3] = {
     { "deeplinks[2]", "deeplinks[2].link", "deeplinks[2].type" },
 };
 
-/* One entry of deeplinks; `seen` remembers at which index each type appeared. */
+/*
+ * One entry of deeplinks, at the stack top (idx); `seen` remembers at which
+ * index each type appeared. Leaves the entry's fields above idx.
+ */
 static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2], int first)
 {
     lua_State *L = w->L;
     char prefix_buf[48], link_buf[64], type_buf[64];
     const char *prefix, *link_field, *field;
-    int type_ok = -1, i, top, types[2];
+    int type_ok = -1, i, pos[2], types[2];
     const char *s;
     size_t len;
 
@@ -772,8 +867,8 @@ static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2
         type_problem(w, idx, prefix, "a table {link = ..., type = ...}");
         return;
     }
-    top = lua_gettop(L);
-    gather(w, idx, deeplink_keys, types, prefix);
+    /* The entry is the stack top; the caller drops what is read above it. */
+    gather(w, idx, idx, deeplink_keys, pos, types, prefix);
     if (first)
         PUT_LITERAL(w, "{\"link\":");
     else
@@ -781,7 +876,7 @@ static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2
     if (types[0] == LUA_TNIL)
         required(w, link_field, "an absolute URL string");
     else
-        check_link(w, top + 1, types[0], link_field);
+        check_link(w, pos[0], types[0], link_field);
 
     PUT_LITERAL(w, ",\"type\":");
     switch (types[1]) {
@@ -789,7 +884,7 @@ static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2
         required(w, field, "active_order_call_to_action or active_order_card");
         break;
     case LUA_TSTRING:
-        s = lua_tolstring(L, top + 2, &len);
+        s = lua_tolstring(L, pos[1], &len);
         for (i = 0; i < 2; i++)
             if (strlen(deeplink_types[i]) == len && memcmp(deeplink_types[i], s, len) == 0)
                 type_ok = i;
@@ -813,11 +908,10 @@ static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2
         }
         break;
     default:
-        type_problem(w, top + 2, field, "the string active_order_call_to_action or active_order_card");
+        type_problem(w, pos[1], field, "the string active_order_call_to_action or active_order_card");
         break;
     }
     PUT_LITERAL(w, "}");
-    lua_settop(L, top);
 }
 
 /* Whole number >= 1 that a table key can be as a sequence index; 0 otherwise. */
@@ -830,13 +924,13 @@ static long sequence_index(lua_State *L, int key)
     return (long)v;
 }
 
-static void check_deeplinks(walk_t *w, int idx, int type)
+/* The list is at idx; top is the stack top (the list's slot may be below others). */
+static void check_deeplinks(walk_t *w, int idx, int type, int top)
 {
     lua_State *L = w->L;
     const char *field = key_names[K_DEEPLINKS];
     long seen[2] = { 0, 0 };
     size_t n, i, total = 0, walked = 0;
-    int top;
 
     if (type == LUA_TNIL) {
         required(w, field, "a non-empty list of {link, type}");
@@ -848,7 +942,7 @@ static void check_deeplinks(walk_t *w, int idx, int type)
     }
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
+        lua_settop(L, top + 1);
         total++;
     }
     if (total == 0) {
@@ -857,7 +951,6 @@ static void check_deeplinks(walk_t *w, int idx, int type)
     }
     PUT_LITERAL(w, "[");
     n = ao_rawlen(L, idx);
-    top = lua_gettop(L);
     for (i = 1; i <= n && !w->truncated; i++) {
         int entry_type;
         lua_rawgeti(L, idx, (int)i);
@@ -878,17 +971,18 @@ static void check_deeplinks(walk_t *w, int idx, int type)
      */
     {
         long max_index = 0, first_hole;
+        int key = top + 1;   /* where lua_next leaves the key; the value is above it */
         lua_pushnil(L);
         while (lua_next(L, idx) != 0) {
             long k;
             if (w->truncated) {
-                lua_pop(L, 2);
+                lua_settop(L, key - 1);
                 return;
             }
-            k = sequence_index(L, lua_gettop(L) - 1);
+            k = sequence_index(L, key);
             if (k == 0) {
                 char path[192];
-                key_path(L, lua_gettop(L) - 1, field, path, sizeof path);
+                key_path(L, key, field, path, sizeof path);
                 if (lua_type(L, -2) == LUA_TSTRING)
                     problem(w, path, "unknown_field",
                             "deeplinks must be a plain list of {link, type}, found a named key");
@@ -899,9 +993,9 @@ static void check_deeplinks(walk_t *w, int idx, int type)
                 if (k > max_index)
                     max_index = k;
                 if ((size_t)k > n)
-                    check_deeplink(w, lua_gettop(L), lua_type(L, -1), k, seen, 0);
+                    check_deeplink(w, key + 1, lua_type(L, key + 1), k, seen, 0);
             }
-            lua_pop(L, 1);
+            lua_settop(L, key);
         }
         for (first_hole = 1; first_hole < max_index; first_hole++) {
             int missing;
@@ -1029,10 +1123,11 @@ static void check_title(walk_t *w, int idx, int type, const char *field, size_t 
         put_json_string(w, text.s, text.len, text.escape);
 }
 
-static void check_external_data(walk_t *w, int idx, int type)
+/* The table is at idx; top is the stack top. */
+static void check_external_data(walk_t *w, int idx, int type, int top)
 {
     lua_State *L = w->L;
-    int top = lua_gettop(L), types[6];
+    int pos[6], types[6];
     text_t text;
 
     if (type == LUA_TNIL) {
@@ -1044,8 +1139,8 @@ static void check_external_data(walk_t *w, int idx, int type)
         return;
     }
     /* All six at once, so the subtitle can see need_timer. */
-    gather(w, idx, external_data_keys, types, "external_data");
-#define AT(k) (top + 1 + (k) - K_EXPIRED_AT)
+    gather(w, idx, top, external_data_keys, pos, types, "external_data");
+#define AT(k) pos[(k) - K_EXPIRED_AT]
 #define TYPE(k) types[(k) - K_EXPIRED_AT]
     PUT_LITERAL(w, "{\"expired_at\":");
     check_expired_at(w, AT(K_EXPIRED_AT), TYPE(K_EXPIRED_AT));
@@ -1079,25 +1174,25 @@ static void check_external_data(walk_t *w, int idx, int type)
 static void walk_status(walk_t *w, int status)
 {
     lua_State *L = w->L;
-    int top = lua_gettop(L), types[5];
+    int base = lua_gettop(L), top, pos[5], types[5];
 
     if (lua_type(L, status) != LUA_TTABLE) {
         type_problem(w, status, "", "the status as a table");
         return;
     }
-    gather(w, status, status_keys, types, "");
+    top = gather(w, status, base, status_keys, pos, types, "");
     PUT_LITERAL(w, "{\"merchant_order_id\":");
-    check_merchant_order_id(w, top + 1, types[K_MERCHANT_ORDER_ID]);
+    check_merchant_order_id(w, pos[K_MERCHANT_ORDER_ID], types[K_MERCHANT_ORDER_ID]);
     PUT_LITERAL(w, ",\"user_id\":");
-    check_user_id(w, top + 2, types[K_USER_ID]);
+    check_user_id(w, pos[K_USER_ID], types[K_USER_ID]);
     PUT_LITERAL(w, ",\"external_status\":");
-    check_external_status(w, top + 3, types[K_EXTERNAL_STATUS]);
+    check_external_status(w, pos[K_EXTERNAL_STATUS], types[K_EXTERNAL_STATUS]);
     PUT_LITERAL(w, ",\"deeplinks\":");
-    check_deeplinks(w, top + 4, types[K_DEEPLINKS]);
+    check_deeplinks(w, pos[K_DEEPLINKS], types[K_DEEPLINKS], top);
     PUT_LITERAL(w, ",\"external_data\":");
-    check_external_data(w, top + 5, types[K_EXTERNAL_DATA]);
+    check_external_data(w, pos[K_EXTERNAL_DATA], types[K_EXTERNAL_DATA], top);
     PUT_LITERAL(w, "}");
-    lua_settop(L, top);
+    lua_settop(L, base);
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -1155,20 +1250,21 @@ static int scratch_gc(lua_State *L)
     return 0;
 }
 
-/* Stack while walking: 1 status, 2 options, 3 problems (nil until the first), 4 scratch buffer. */
+/* Stack while walking: 1 status, 2 options, 3 problems (nil until the first), 4 nil, 5 scratch buffer. */
 static int run(lua_State *L, int encoding)
 {
     ao_options *opt = options_arg(L, 2);
     walk_t w;
     int own_buffer = 0;
 
-    luaL_checkstack(L, 24, "status walk");
-    lua_settop(L, 2);
-    lua_pushnil(L);
+    /* The deepest walk holds about 40 values: two per known key on each level, and messages. */
+    luaL_checkstack(L, 64, "status walk");
+    lua_settop(L, 4);   /* 3: problems (nil until the first), 4: a nil for absent fields */
     w.L = L;
     w.opt = opt;
     w.out = NULL;
     w.slot = 3;
+    w.nil_slot = 4;
     w.count = 0;
     w.truncated = 0;
     if (encoding) {
@@ -1448,12 +1544,9 @@ static void push_defaults(lua_State *L)
 
 static void push_walker(lua_State *L, int defaults, int cache, lua_CFunction f)
 {
-    int k;
     lua_pushvalue(L, defaults);
     lua_pushvalue(L, cache);
-    for (k = 0; k < K_COUNT; k++)
-        lua_pushstring(L, key_names[k]);
-    lua_pushcclosure(L, f, 2 + K_COUNT);
+    lua_pushcclosure(L, f, 2);
 }
 
 void ao_payload_register(lua_State *L)

@@ -4,7 +4,14 @@
 
 #include "compat.h"
 
-/* Adds validate/encode (and their helpers) to the module table on top of the stack. */
+/*
+ * Adds to the module table on top of the stack:
+ *   compile_options(opts) -> options | nil, message   (wrong types raise)
+ *   validate(status [, opts]) -> true | nil, problems
+ *   encode(status [, opts])   -> body | nil, problems
+ *   payload_defaults          { utc_offset, max_problems, limits = {...} }
+ * opts: nil, an options table (compiled once, cached weakly per table) or compiled options.
+ */
 AO_HIDDEN void ao_payload_register(lua_State *L);
 
 #endif

@@ -102,6 +102,25 @@ static int word_is_plain(uint64_t w)
              | HAS_BYTE(w, 0x7F));
 }
 
+/*
+ * Whether eight bytes are four well-formed two-byte sequences (U+0080..U+07FF):
+ * each lead 0xC2..0xDF, each second byte 0x80..0xBF. The masks assume the
+ * first byte in memory is the word's lowest; elsewhere the check says no and
+ * the byte-wise loop does the work.
+ */
+static int word_is_four_pairs(uint64_t w)
+{
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t shape_mask = UINT64_C(0xC0E0C0E0C0E0C0E0), shape = UINT64_C(0x80C080C080C080C0);
+    const uint64_t lead_bits = UINT64_C(0x001E001E001E001E);   /* zero only for 0xC0, 0xC1 (overlong) */
+    const uint64_t lane_tops = UINT64_C(0x8000800080008000);
+    return (w & shape_mask) == shape && (((w & lead_bits) + UINT64_C(0x7FFF7FFF7FFF7FFF)) & lane_tops) == lane_tops;
+#else
+    (void)w;
+    return 0;
+#endif
+}
+
 ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *info)
 {
     size_t i = 0, n = 0;
@@ -146,7 +165,15 @@ ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *in
             if (len - i >= 2 && (s[i + 1] & 0xC0) == 0x80) {
                 i += 2;
                 n++;
-                /* Cyrillic and Kazakh words are runs of two-byte letters. */
+                /* Cyrillic and Kazakh words are runs of two-byte letters: four at a time. */
+                while (len - i >= 8) {
+                    uint64_t word;
+                    memcpy(&word, s + i, 8);
+                    if (!word_is_four_pairs(word))
+                        break;
+                    i += 8;
+                    n += 4;
+                }
                 while (len - i >= 2 && s[i] >= 0xC2 && s[i] <= 0xDF && (s[i + 1] & 0xC0) == 0x80) {
                     i += 2;
                     n++;

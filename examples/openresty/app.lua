@@ -6,6 +6,7 @@
 --                                    after every earlier event of the same order
 --   POST /orders/{id}/state?wait=1   pushed now: 200 with the gateway's data, or
 --                                    502 with the error (the caller orders its calls)
+--   POST /push                       a ready status (the gateway's JSON body), pushed now
 --   GET  /stats                      {"pushed": n, "failed": n}
 --
 -- Order per order: webhooks of one order may reach different worker processes,
@@ -140,6 +141,20 @@ function app.webhook(order_id)
     local position, qerr = enqueue(order_id, status)
     if not position then return reply(503, { error = qerr }) end
     return reply(202, { queued = true, position = position })
+end
+
+--- POST /push: a status the caller has already made (the contract's JSON body),
+--- pushed now; 200 {"pushed": true, "id": n} or the error.
+function app.push()
+    ngx.req.read_body()
+    local status = cjson.decode(ngx.req.get_body_data() or "")
+    if type(status) ~= "table" then return reply(400, { error = "the body must be a JSON object" }) end
+    local data, err = push_one(status)
+    if not data then
+        return reply(err.kind == "validation" and 422 or 502,
+            { error = tostring(err), kind = err.kind, code = err.code })
+    end
+    return reply(200, { pushed = true, id = data.id })
 end
 
 --- The pusher and the rules, for other handlers of the same nginx.

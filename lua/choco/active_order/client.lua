@@ -173,9 +173,15 @@ function client.new(opts)
     end
     c.compiled = compiled
 
-    c.session = core.session {
+    local made, session = pcall(core.session, {
         ca_file = opts.ca_file, proxy = opts.proxy, user_agent = ua, max_response_bytes = max_bytes,
-    }
+    })
+    local proxy_password = opts.proxy and opts.proxy:match("^%a[%w+.-]*://[^:@/]*:([^@/]+)@")
+    if not made then
+        return config_error("cannot make the HTTP session: " ..
+            errors.redact(tostring(session), { opts.client_secret, opts.token, proxy_password }))
+    end
+    c.session = session
     -- push_many's multi handle, made with the same options (kept in a closure:
     -- a proxy URL may carry a password)
     local ca_file, proxy = opts.ca_file, opts.proxy
@@ -198,10 +204,17 @@ function client.new(opts)
         fetch = function(ctx) return c:_fetch_token(ctx, client_id, client_secret) end,
     }
     c.tokens = tokens
-    local proxy_password = opts.proxy and opts.proxy:match("^%a[%w+.-]*://[^:@/]*:([^@/]+)@")
     local fixed = opts.token
+    -- a secret of a few bytes would blank those bytes out of every message while
+    -- protecting nothing (it can be guessed), so only longer ones are scrubbed
+    local function worth(secret)
+        if type(secret) == "string" and #secret >= 4 then return secret end
+        return false
+    end
+    local fixed_secrets = { worth(client_secret), worth(fixed), worth(proxy_password) }
     c.redact = function(text)
-        return errors.redact(text, { client_secret, fixed, proxy_password, (tokens.store:get()) })
+        return errors.redact(text, { fixed_secrets[1], fixed_secrets[2], fixed_secrets[3],
+                                     worth((tokens.store:get())) })
     end
     c.headers_for = client.header_cache()
     return c

@@ -324,10 +324,13 @@ local function spawn(o, prefix, port, tls, root)
         wrapper:close()
         return nil, "nginx did not start"
     end
+    -- nginx writes its pid file only once it holds its listening socket, so a
+    -- connection that succeeds before that goes to someone else on the port
+    local pid_file = prefix .. "/logs/nginx.pid"
     local deadline = socket.gettime() + READY_TIMEOUT
     while socket.gettime() < deadline do
         if not process_alive(pid) then break end
-        if accepts(port) then
+        if tonumber((read_file(pid_file) or ""):match("%d+")) == pid and accepts(port) then
             return setmetatable({ pid = pid, wrapper = wrapper }, Emulator)
         end
         socket.sleep(0.02)

@@ -10,7 +10,6 @@
 -- library's error values again on the event-loop side.
 
 local ffi = require "ffi"
-local errors = require "choco.active_order.errors"
 
 local type, pairs, pcall, tostring = type, pairs, pcall, tostring
 
@@ -42,24 +41,6 @@ end
 
 local clients = {}
 
--- push_many opens a libcurl multi handle per call and closes it at the end;
--- here one handle per client and VM stays open, so that its connections are
--- kept alive from one batch to the next.
-local function keep_multi_open(client, max_in_flight)
-    local new_multi, multi = client.new_multi, nil
-    client.new_multi = function()
-        if not multi then multi = new_multi(max_in_flight) end
-        return {
-            add = function(_, ...) return multi:add(...) end,
-            perform = function(_, ...) return multi:perform(...) end,
-            in_flight = function() return multi:in_flight() end,
-            close = function() end,
-        }
-    end
-    client.batch_max = max_in_flight
-end
-
-local function config_batch_max(client) return client.batch_max end
 
 local function build_client(config)
     local opts = {}
@@ -78,9 +59,7 @@ local function build_client(config)
             lock_timeout = timeout + 1, lock_ttl = timeout + (opts.connect_timeout or 3) + 1,
         })
     end
-    local client, err = require("choco.active_order").new(opts)
-    if client then keep_multi_open(client, config.batch_max or 8) end
-    return client, err
+    return require("choco.active_order").new(opts)
 end
 
 -- Programmer errors raised inside the thread (a wrong type deep in a status)
@@ -89,52 +68,33 @@ local function raised(what, message)
     return { kind = "config", code = "RAISED", message = what .. " raised: " .. tostring(message) }
 end
 
---- push(id, config, status) -> true, data, meta | false, err | NEED_CONFIG
---- id names the configuration; config is sent only when this VM asked for it.
-function worker.push(id, config, status)
+-- The client of configuration `id` in this VM, made on first use.
+local function client_for(id, config)
     local client = clients[id]
-    if not client then
-        if type(config) ~= "table" then return worker.NEED_CONFIG end
-        local ok, made, err = pcall(build_client, config)
-        if not ok then return false, raised("creating the client", made) end
-        if not made then return false, err end
-        client, clients[id] = made, made
-    end
-    local ok, data, meta = pcall(client.push, client, status)
-    if not ok then return false, raised("push", data) end
-    if data == nil then return false, meta end
-    return true, data, meta
+    if client then return client end
+    if type(config) ~= "table" then return nil, worker.NEED_CONFIG end
+    local ok, made, err = pcall(build_client, config)
+    if not ok then return nil, raised("creating the client", made) end
+    if not made then return nil, err end
+    clients[id] = made
+    return made
 end
 
 --- push_batch(id, config, statuses) -> results | NEED_CONFIG | false, err
---- One thread task for several statuses: pushed one after another on this VM's
---- connection, in the order given. results[i] = { true, data, meta } or { false, err }.
+--- One thread task carries one status or several: they are pushed one after
+--- another on this VM's connection, in the order given (so two statuses of one
+--- order in a batch keep their order). id names the configuration; config is
+--- sent only when this VM asked for it.
+--- results[i] = { true, data, meta } or { false, err }.
 function worker.push_batch(id, config, statuses)
-    local client = clients[id]
+    local client, err = client_for(id, config)
     if not client then
-        if type(config) ~= "table" then return worker.NEED_CONFIG end
-        local ok, made, err = pcall(build_client, config)
-        if not ok then return false, raised("creating the client", made) end
-        if not made then return false, err end
-        client, clients[id] = made, made
+        if err == worker.NEED_CONFIG then return err end
+        return false, err
     end
     local results = {}
-    local n = #statuses
-    if n > 1 then
-        local list, summary = client:push_many(statuses, { max_in_flight = config_batch_max(client) })
-        if not list then return false, summary end
-        for i = 1, n do
-            local r = list[i]
-            if errors.is_error(r) then
-                results[i] = { false, r }
-            else
-                results[i] = { true, r, { batch = n } }
-            end
-        end
-        return results
-    end
     local push = client.push
-    for i = 1, n do
+    for i = 1, #statuses do
         local ok, data, meta = pcall(push, client, statuses[i])
         if not ok then
             results[i] = { false, raised("push", data) }
