@@ -74,6 +74,7 @@ local ok, result = xpcall(function()
     return { median = m, rounds = rates }
 end, debug.traceback)
 emu:stop()
+lib.cleanup()
 if not ok then
     io.stderr:write("bench/batch.lua: ", tostring(result), "\n")
     os.exit(1)

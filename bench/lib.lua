@@ -66,11 +66,22 @@ function lib.root()
     return os.getenv("AO_ROOT") or "."
 end
 
---- build/bench under the repository root, created on demand.
+--- A private scratch directory for this process (bodies, wrk scripts): other
+--- runs on the machine must not overwrite our files. lib.cleanup() removes it.
+local scratch
 function lib.workdir()
-    local dir = lib.root() .. "/build/bench"
-    assert(lib.run("mkdir -p " .. lib.sh_quote(dir)), "cannot create " .. dir)
-    return dir
+    if not scratch then
+        scratch = lib.capture("mktemp -d /tmp/ao-bench.XXXXXX"):match("%S+")
+        assert(scratch and scratch:find("^/tmp/ao%-bench%."), "cannot create a scratch directory")
+    end
+    return scratch
+end
+
+function lib.cleanup()
+    if scratch then
+        lib.run("rm -rf " .. lib.sh_quote(scratch))
+        scratch = nil
+    end
 end
 
 --- Monotonic seconds (the C core's clock when it has one, else LuaSocket's).
@@ -95,15 +106,19 @@ function lib.round(x, places)
     return math.floor(x * m + 0.5) / m
 end
 
---- Build bench/c/NAME.c with the system's libcurl into build/bench/NAME (once per
---- source change); returns the binary's path.
+--- Build bench/c/NAME.c with the system's libcurl into build/bench/NAME (again
+--- only when the source is newer; built aside and renamed, so that a concurrent
+--- run never sees half a binary); returns the binary's path.
 function lib.build_anchor(name)
     local src = lib.root() .. "/bench/c/" .. name .. ".c"
-    local bin = lib.workdir() .. "/" .. name
+    local dir = lib.root() .. "/build/bench"
+    local bin = dir .. "/" .. name
+    local tmp = lib.workdir() .. "/" .. name
     local cc = os.getenv("CC") or "cc"
-    local cmd = ("[ %s -nt %s ] || %s -std=c99 -O2 -Wall -Wextra -o %s %s $(pkg-config --cflags --libs libcurl"
-        .. " 2>/dev/null || echo -lcurl)"):format(lib.sh_quote(bin), lib.sh_quote(src), cc, lib.sh_quote(bin),
-        lib.sh_quote(src))
+    local q = lib.sh_quote
+    local cmd = ("mkdir -p %s && { [ %s -nt %s ] || { %s -std=c99 -O2 -Wall -Wextra -o %s %s"
+        .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl) && mv -f %s %s; }; }")
+        :format(q(dir), q(bin), q(src), cc, q(tmp), q(src), q(tmp), q(bin))
     assert(lib.run(cmd), "cannot build " .. src)
     return bin
 end
@@ -143,14 +158,19 @@ function lib.wrk_rate(opts)
 end
 
 --- This process's memory from /proc/self/status, in kB: peak (VmHWM), rss,
---- anon (RssAnon: its own allocations), file (RssFile: mapped libraries).
+--- anon (RssAnon: its own allocations), file (RssFile: mapped libraries), pss.
 function lib.memory_kb()
     local f = io.open("/proc/self/status", "r")
     if not f then return {} end
     local s = f:read("*a")
     f:close()
+    -- Pss: resident pages with each shared page divided among the processes that map it
+    local rollup = io.open("/proc/self/smaps_rollup", "r")
+    local pss = rollup and tonumber(rollup:read("*a"):match("\nPss:%s*(%d+)"))
+    if rollup then rollup:close() end
     return { peak = tonumber(s:match("VmHWM:%s*(%d+)")), rss = tonumber(s:match("VmRSS:%s*(%d+)")),
-             anon = tonumber(s:match("RssAnon:%s*(%d+)")), file = tonumber(s:match("RssFile:%s*(%d+)")) }
+             anon = tonumber(s:match("RssAnon:%s*(%d+)")), file = tonumber(s:match("RssFile:%s*(%d+)")),
+             pss = pss }
 end
 
 --- Parse "--name value" and "--flag" arguments into defaults (a table whose

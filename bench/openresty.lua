@@ -1,12 +1,15 @@
--- Pushes from inside nginx, three figures from one run, same wrk load
--- (-t2 -c16) against the same gateway emulator:
---   app     the example app's push endpoint (POST /orders/{id}/state?wait=1:
---           rules, C validation and encoding, worker thread, libcurl, answer)
+-- Pushes from inside nginx, figures from one run, same wrk load (-t2 -c16)
+-- against the same gateway emulator:
+--   app     the example app's push endpoint (POST /push with the same status
+--           JSON: decode, C validation, worker thread, libcurl, answer)
+--   webhook the example app's webhook pushed at once (POST /orders/{id}/state?wait=1:
+--           the mapping rules first, then the same push)
 --   direct  the emulator itself (the same PUT with a valid token)
 --   relay   nginx's own C relay: proxy_pass with a keep-alive upstream to the
 --           emulator (the physical limit of any push made from inside nginx)
 -- Prints the rates and their ratios to direct. Target: app >= 0.5 x direct.
 --   lua5.4 bench/openresty.lua [--seconds N] [--rounds N] [--json]
+--       [--app_workers N] [--app_threads N] [--batch N] [--emulator_workers N]
 --   (LUA_PATH as `make test` sets it; AO_BENCH_JSON=<file> appends the JSON line)
 
 local emulator = require "spec.support.emulator"
@@ -16,7 +19,7 @@ local socket = require "socket"
 local lib = require "bench.lib"
 
 local args = { seconds = 5, rounds = 2, threads = 2, connections = 16, json = false,
-               app_workers = 1, app_threads = 4, emulator_workers = 1, in_flight = 0, no_shared = 0, batch = 0 }
+               app_workers = 1, app_threads = 4, emulator_workers = 1, batch = 0 }
 do
     local argv = { ... }
     local i = 1
@@ -109,10 +112,8 @@ local emu = emulator.start { statuses = STATUSES, workers = args.emulator_worker
 local app, stop_relay
 local ok, err = pcall(function()
     app = nginx_app.start { emulator = emu, statuses = STATUSES, workers = args.app_workers,
-                            threads = args.app_threads, env = {
-                                CHOCO_AO_MAX_IN_FLIGHT = args.in_flight > 0 and args.in_flight or nil,
-                                CHOCO_AO_NO_SHARED = args.no_shared > 0 and "1" or nil,
-                                CHOCO_AO_BATCH_MAX = args.batch > 0 and args.batch or nil } }
+                            threads = args.app_threads,
+                            env = { CHOCO_AO_BATCH_MAX = args.batch > 0 and args.batch or nil } }
     local relay_url
     relay_url, stop_relay = start_relay(dir, emu.port)
     local token = emu:token()
@@ -150,6 +151,7 @@ local ok, err = pcall(function()
         target_app_ratio = 0.5,
         wrk = ("-t%d -c%d -d%ds, best of %d"):format(args.threads, args.connections, args.seconds, args.rounds),
         app_workers = args.app_workers, app_threads = args.app_threads, emulator_workers = args.emulator_workers,
+        app_batch_max = args.batch > 0 and args.batch or 8,
     }
     print(("OpenResty push (wrk %s)"):format(figures.wrk))
     print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(best.direct))

@@ -93,7 +93,7 @@ if args.child then
         assert(summary.sent == args.memory_pushes, "push_many failed some statuses")
         many_peak = memory_kb().peak
     end
-    io.write(cjson.encode { loaded_rss_kb = loaded.rss,
+    io.write(cjson.encode { loaded_rss_kb = loaded.rss, pss_kb = after.pss,
                             before_peak_kb = before.peak, peak_kb = after.peak, anon_kb = after.anon,
                             before_anon_kb = before.anon, file_kb = after.file, many_peak_kb = many_peak }, "\n")
     os.exit(0)
@@ -115,8 +115,7 @@ local function write_file(path, content)
 end
 
 local root = os.getenv("AO_ROOT") or "."
-local workdir = root .. "/build/bench"
-os.execute("mkdir -p " .. sh_quote(workdir))
+local workdir = lib.workdir() -- private: other runs on the machine write their own token
 
 local launcher = require "choco.active_order.emulator.launcher"
 local emu = assert(launcher.start { statuses = STATUSES, client_id = CLIENT_ID, client_secret = CLIENT_SECRET })
@@ -130,15 +129,9 @@ local ok, failure = xpcall(function()
     local body_file = workdir .. "/push_body.json"
     write_file(body_file, body)
 
-    -- the plain C loop, built here with the same libcurl
-    local easy_loop = workdir .. "/easy_loop"
-    local cc = os.getenv("CC") or "cc"
-    assert(os.execute(cc .. " -O2 -o " .. sh_quote(easy_loop) .. " " .. sh_quote(root .. "/bench/c/easy_loop.c")
-        .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl)"), "cannot build bench/c/easy_loop.c")
-
-    local multi_loop = workdir .. "/multi_loop"
-    assert(os.execute(cc .. " -O2 -o " .. sh_quote(multi_loop) .. " " .. sh_quote(root .. "/bench/c/multi_loop.c")
-        .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl)"), "cannot build bench/c/multi_loop.c")
+    -- the plain C loops, built with the same libcurl
+    local easy_loop = lib.build_anchor("easy_loop")
+    local multi_loop = lib.build_anchor("multi_loop")
 
     -- wrk sends the same PUT with the same headers
     local wrk_script = workdir .. "/push_wrk.lua"
@@ -235,7 +228,7 @@ wrk.headers["Authorization"] = %q
         c_over_wrk = math.floor(best.c / best.wrk * 1000 + 0.5) / 1000,
         target_c = 0.9, target_wrk = 0.7,
         peak_rss_kb = mem.peak_kb, peak_rss_before_pushes_kb = mem.before_peak_kb,
-        rss_after_loading_kb = mem.loaded_rss_kb,
+        rss_after_loading_kb = mem.loaded_rss_kb, pss_kb = mem.pss_kb,
         rss_anon_kb = mem.anon_kb, rss_anon_before_pushes_kb = mem.before_anon_kb, rss_file_kb = mem.file_kb,
         memory_pushes = args.memory_pushes, target_rss_kb = 10240,
         push_many_peak_rss_kb = mem.many_peak_kb,
@@ -249,6 +242,7 @@ wrk.headers["Authorization"] = %q
     }
 end, debug.traceback)
 emu:stop()
+lib.cleanup()
 if not ok then
     io.stderr:write("bench/push.lua: ", tostring(failure), "\n")
     os.exit(1)
@@ -272,6 +266,10 @@ r.rows[#r.rows + 1] = lib.row(mem_figure, r.peak_rss_kb / 1024, "MB", nil, nil, 
 r.rows[#r.rows + 1] = lib.row("  growth over the process after loading the library",
     (r.peak_rss_kb - r.rss_after_loading_kb) / 1024, "MB")
 r.rows[#r.rows + 1] = lib.row("  process's own memory at the end (RssAnon)", r.rss_anon_kb / 1024, "MB")
+if r.pss_kb then
+    r.rows[#r.rows + 1] = lib.row("  proportional (Pss: shared library pages divided among their users)",
+        r.pss_kb / 1024, "MB")
+end
 if r.push_many_peak_rss_kb then
     r.rows[#r.rows + 1] = lib.row("  peak resident after push_many of " .. r.memory_pushes .. " more",
         r.push_many_peak_rss_kb / 1024, "MB")

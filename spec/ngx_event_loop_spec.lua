@@ -9,12 +9,46 @@ local cjson = require "cjson"
 
 local STATUSES = { "created", "cooking", "on_the_way", "delivered", "cancelled" }
 
+-- new() refuses what cannot cross into a worker thread, at configuration time;
+-- a push through a thread pool nginx.conf lacks is a config error, not a raise.
+local CONFIG_LOCATION = [[
+        location = /spec/config {
+            content_by_lua_block {
+                local adapter = require "choco.active_order.ngx"
+                local base = { base_url = "http://127.0.0.1:9", allow_insecure_http = true,
+                               client_id = "id", client_secret = "spec-secret", statuses = { "created" } }
+                local function client(extra)
+                    local c = {}
+                    for k, v in pairs(base) do c[k] = v end
+                    for k, v in pairs(extra or {}) do c[k] = v end
+                    return c
+                end
+                local function show(name, p, err)
+                    ngx.say(name, ": ", p and "ok" or (err.kind .. "/" .. err.code .. " " .. err.message))
+                end
+                show("function", adapter.new { thread_pool = "choco", client = client { on_request = print } })
+                show("no dict", adapter.new { thread_pool = "choco", shared_dict = "nope", client = client() })
+                show("bad client", adapter.new { thread_pool = "choco", client = client { timeout = -1 } })
+                show("unknown", adapter.new { thread_pool = "choco", client = client(), colour = 1 })
+                local p = assert(adapter.new { thread_pool = "no_such_pool", client = client() })
+                local status = require("app").render({ state = "new", order_id = "cfg-1", user_id = 5 })
+                local data, err = p:push(status)
+                show("no pool", data, err)
+                local odd = require("app").render({ state = "new", order_id = "cfg-2", user_id = 5 })
+                odd.user_id = print
+                show("odd status", require("app").pusher():push(odd))
+                ngx.say("tostring: ", tostring(p))
+            }
+        }
+]]
+
 describe("choco.active_order.ngx in nginx (one worker process)", function()
     local emu, app
 
     setup(function()
         emu = emulator.start { statuses = STATUSES }
-        app = nginx_app.start { emulator = emu, statuses = STATUSES, workers = 1, threads = 4 }
+        app = nginx_app.start { emulator = emu, statuses = STATUSES, workers = 1, threads = 4,
+                                extra = CONFIG_LOCATION }
     end)
 
     teardown(function()
@@ -68,7 +102,8 @@ describe("choco.active_order.ngx in nginx (one worker process)", function()
         local waited = socket.gettime() - started
         assert.are.equal(200, status, body)
         assert.is_true(waited >= 2, "the push came back after " .. waited .. " s, before the gateway's delay")
-        assert.are.equal("slow-1", cjson.decode(body).data.merchant_order_id)
+        assert.is_true(cjson.decode(body).pushed)
+        assert.are.equal("created", emu:history("slow-1").last)
     end)
 
     it("returns the library's error values across the thread boundary", function()
@@ -79,6 +114,20 @@ describe("choco.active_order.ngx in nginx (one worker process)", function()
         assert.are.equal("decode", answer.kind)
         assert.are.equal("BAD_JSON", answer.code)
         assert.matches("^decode/BAD_JSON: ", answer.error)
+    end)
+
+    it("checks its configuration up front and reports a missing thread pool as a config error", function()
+        local status, body = app:request("GET", "/spec/config")
+        assert.are.equal(200, status)
+        assert.matches("function: config/BAD_OPTION client.on_request is a function", body, 1, true)
+        assert.matches("no dict: config/BAD_OPTION lua_shared_dict nope is not declared", body, 1, true)
+        assert.matches("bad client: config/BAD_OPTION timeout", body, 1, true)
+        assert.matches("unknown: config/BAD_OPTION unknown option: colour", body, 1, true)
+        assert.matches("no pool: config/WORKER_THREAD ngx.run_worker_thread: thread pool no_such_pool not found",
+            body, 1, true)
+        assert.matches("odd status: validation/INVALID_STATUS the status is invalid: user_id", body, 1, true)
+        assert.matches("tostring: choco.active_order.ngx pusher (thread_pool=no_such_pool)", body, 1, true)
+        assert.is_nil(body:find("spec-secret", 1, true))
     end)
 
     it("logs no Lua error, alert or secret", function()

@@ -416,6 +416,13 @@ describe("core.session", function()
             assert.has_error(function() core.session "x" end)
         end)
 
+        it("an option name with a NUL byte is unknown, not taken for the name before the NUL", function()
+            -- A typo'd or hostile key must never pass as ca_file (it would then be silently ignored).
+            assert.has_error(function() core.session { ["ca_file\0x"] = "/nonexistent" } end,
+                "options: unknown option 'ca_file'")
+            assert.has_error(function() core.multi { ["max_in_flight\0"] = 4 } end)
+        end)
+
         it("and the session stays usable afterwards", function()
             pcall(s.request, s, "GET", url, { "X: \n" }, nil, 1000, 1000)
             local res = assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000))

@@ -7,6 +7,7 @@
 #include "payload.h"
 #include "session.h"
 #include "multi.h"
+#include "clock.h"
 
 AO_EXPORT int luaopen_choco_active_order_core(lua_State *L);
 
@@ -16,5 +17,6 @@ int luaopen_choco_active_order_core(lua_State *L)
     ao_payload_register(L);
     ao_session_register(L);
     ao_multi_register(L);
+    ao_clock_register(L);
     return 1;
 }

@@ -164,14 +164,16 @@ static void check_option_keys(lua_State *L, int idx, const char *const *extra_ke
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *key;
+        size_t len;
 
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pop(L, 1);
             luaL_error(L, "options: keys must be strings");
         }
-        key = lua_tostring(L, -1);
-        if (!key_listed(key, option_keys) && !key_listed(key, extra_keys))
+        key = lua_tolstring(L, -1, &len);
+        /* "ca_file\0x" must not pass as ca_file: strcmp would stop at the NUL. */
+        if (strlen(key) != len || (!key_listed(key, option_keys) && !key_listed(key, extra_keys)))
             luaL_error(L, "options: unknown option '%s'", key);
     }
 }

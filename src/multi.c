@@ -76,6 +76,15 @@ static char *copy_text(char **cursor, const char *s, size_t len)
     return out;
 }
 
+/* *sum += a + b, or -1 (sum unchanged) when that does not fit in a size_t. */
+static int add_size(size_t *sum, size_t a, size_t b)
+{
+    if (a > (size_t)-1 - b || a + b > (size_t)-1 - *sum)
+        return -1;
+    *sum += a + b;
+    return 0;
+}
+
 /* One allocation holding the request and every string it points to; NULL when out of memory. */
 static ao_multi_job *job_new(lua_Integer id, const ao_http_request *r)
 {
@@ -83,13 +92,18 @@ static ao_multi_job *job_new(lua_Integer id, const ao_http_request *r)
     ao_multi_job *job;
     char *cursor;
 
-    for (i = 0; i < r->header_count; i++)
-        header_bytes += r->headers[i].len + 1;
-    strings = r->method_len + 1 + r->url_len + 1 + (r->body ? r->body_len + 1 : 0) + header_bytes;
-    head = sizeof *job + r->header_count * sizeof(ao_http_text);
-    if (strings > (size_t)-1 - head)
+    /* Every sum is checked: a body near SIZE_MAX must fail here, not wrap to a short block. */
+    strings = 0;
+    if (add_size(&strings, r->method_len, 1) != 0 || add_size(&strings, r->url_len, 1) != 0
+        || (r->body != NULL && add_size(&strings, r->body_len, 1) != 0))
         return NULL;
-    total = head + strings;
+    for (i = 0; i < r->header_count; i++)
+        if (add_size(&header_bytes, r->headers[i].len, 1) != 0)
+            return NULL;
+    head = sizeof *job + r->header_count * sizeof(ao_http_text);   /* header_count <= AO_HTTP_MAX_HEADERS */
+    total = head;
+    if (add_size(&total, strings, header_bytes) != 0)
+        return NULL;
     job = malloc(total);
     if (job == NULL)
         return NULL;
@@ -350,9 +364,12 @@ static int multi_perform(lua_State *L)
             fill_slots(m);
             /* Start the refilled transfers now, so they run while Lua handles these results. */
             if (m->running > 0) {
-                mc = curl_multi_perform(m->multi, &still_running);
-                if (mc != CURLM_OK)
-                    return multi_fail(L, mc);
+                /*
+                 * The finished slots are already freed into the result table:
+                 * raising now would lose them, so a failure here is left for
+                 * the next perform to report.
+                 */
+                (void)curl_multi_perform(m->multi, &still_running);
             }
             break;
         }

@@ -114,6 +114,7 @@ typedef struct {
     int nil_slot;       /* stack index of a nil: where absent fields "are" */
     int count;
     int truncated;
+    int *busy;          /* the options' busy flag while this walk holds their buffer, else NULL */
 } walk_t;
 
 /* ---------------------------------------------------------------- problems */
@@ -134,6 +135,15 @@ static void problem(walk_t *w, const char *field, const char *code, const char *
     va_list ap;
 
     w->writing = 0;
+    /*
+     * The body is dead from here on, so the options' buffer is handed back
+     * before anything below can raise: an out-of-memory error while building
+     * the problems must not leave it marked busy for good.
+     */
+    if (w->busy != NULL) {
+        *w->busy = 0;
+        w->busy = NULL;
+    }
     if (w->count >= MAX_PROBLEMS) {
         w->truncated = 1;
         return;
@@ -416,9 +426,12 @@ static int gather(walk_t *w, int t, int top, const int *keys, int *pos, int *typ
         int slot = -1;
 
         lua_pushvalue(L, top + 1);
-        s = lua_tolstring(L, top + 1, &len);
-        if (s != NULL && len > 0)
-            slot = match_key(keys, s, len);
+        /* Only a string can be a known key; lua_tolstring would allocate for a number. */
+        if (lua_type(L, top + 1) == LUA_TSTRING) {
+            s = lua_tolstring(L, top + 1, &len);
+            if (len > 0)
+                slot = match_key(keys, s, len);
+        }
         if (slot >= 0) {
             top += 2;
             pos[slot] = top;
@@ -1267,16 +1280,20 @@ static int run(lua_State *L, int encoding)
     w.nil_slot = 4;
     w.count = 0;
     w.truncated = 0;
+    w.busy = NULL;
     if (encoding) {
         if (!opt->busy) {
             /*
              * A finalizer that runs during this walk could call encode with the
-             * same options; it then gets a scratch buffer instead of ours. An
-             * error out of this walk leaves busy set, which only costs later
-             * calls that scratch buffer.
+             * same options; it then gets a scratch buffer instead of ours.
+             * Nothing raises while the body is being written (problem()
+             * hands the buffer back before it allocates), so only an
+             * out-of-memory error in the final lua_pushlstring can leave busy
+             * set; that costs later calls a scratch buffer, never a wrong body.
              */
             opt->busy = 1;
             own_buffer = 1;
+            w.busy = &opt->busy;
             w.out = &opt->out;
         } else {
             w.out = (ao_buffer *)ao_newuserdata(L, sizeof(ao_buffer));
@@ -1290,8 +1307,7 @@ static int run(lua_State *L, int encoding)
     walk_status(&w, 1);
 
     if (w.count > 0) {
-        if (own_buffer)
-            opt->busy = 0;
+        /* problem() already handed the buffer back. */
         lua_settop(L, 3);
         if (w.truncated) {
             lua_pushboolean(L, 1);

@@ -45,9 +45,9 @@ function app.init()
     local base_url = assert(os.getenv("CHOCO_AO_BASE_URL"), "CHOCO_AO_BASE_URL is not set")
     pusher, err = require("choco.active_order.ngx").new {
         thread_pool = "choco",
-        shared_dict = os.getenv("CHOCO_AO_NO_SHARED") and nil or "choco_tokens",
-        -- pushes in flight per worker process: the thread_pool's threads
-        max_in_flight = tonumber(os.getenv("CHOCO_AO_MAX_IN_FLIGHT")),
+        shared_dict = "choco_tokens",
+        -- thread tasks in flight per worker process: the thread_pool's threads
+        max_in_flight = tonumber(os.getenv("CHOCO_AO_THREADS")),
         batch_max = tonumber(os.getenv("CHOCO_AO_BATCH_MAX")),
         client = {
             base_url = base_url,

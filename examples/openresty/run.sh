@@ -14,6 +14,7 @@ LUA=${LUA:-lua5.4}
 WORKERS=${WORKERS:-auto}
 THREADS=${THREADS:-8}
 NGINX=${AO_NGINX:-/usr/sbin/nginx}
+export CHOCO_AO_THREADS="$THREADS"
 export CHOCO_AO_STATUSES="${CHOCO_AO_STATUSES:-created,cooking,on_the_way,delivered,cancelled}"
 export CHOCO_AO_RULES="${CHOCO_AO_RULES:-$ROOT/examples/rules/delivery.lua}"
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
@@ -33,8 +34,9 @@ NGINX_PID=
 
 stop() {
     trap - INT TERM EXIT
-    [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-    [ -n "$EMU_PID" ] && kill -TERM "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null
+    set +e
+    if [ -n "$NGINX_PID" ]; then kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; fi
+    if [ -n "$EMU_PID" ]; then kill -TERM "$EMU_PID" 2>/dev/null; wait "$EMU_PID" 2>/dev/null; fi
     rm -rf "$PREFIX"
 }
 trap 'stop; exit 0' INT TERM

@@ -4,7 +4,8 @@
 --
 --   local nginx_app = require "spec.support.nginx_app"
 --   local app = nginx_app.start{ emulator = emu, statuses = {...}, workers = 1, threads = 4,
---                                extra = "location /x { ... }" }   -- extra: spec-only locations
+--                                extra = "location /x { ... }",   -- spec-only locations
+--                                env = { CHOCO_AO_BATCH_MAX = 8 } }  -- more of the app's settings
 --   app:request(method, path, body) -> http status, body, seconds
 --   app:problems()      error-log lines at error level or worse, and Lua tracebacks
 --   app:log()           the whole error log
@@ -116,6 +117,7 @@ function nginx_app.start(opts)
         "CHOCO_AO_CLIENT_SECRET=" .. q(emu.client_secret),
         "CHOCO_AO_STATUSES=" .. q(table.concat(opts.statuses, ",")),
         "CHOCO_AO_RULES=" .. q(opts.rules or (root .. "/examples/rules/delivery.lua")),
+        "CHOCO_AO_THREADS=" .. q(opts.threads or 4),
     }, " ")
     -- LD_PRELOAD (the sanitizer runs) belongs to the Lua under test, not to nginx
     for k, v in pairs(opts.env or {}) do env = env .. " " .. k .. "=" .. q(v) end

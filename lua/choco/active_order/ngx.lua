@@ -22,7 +22,7 @@ local WORKER_MODULE = "choco.active_order.ngx.worker"
 local NEED_CONFIG = "need_config" -- choco.active_order.ngx.worker.NEED_CONFIG (not loaded here: it needs ffi)
 
 adapter.DEFAULTS = {
-    max_in_flight = 16,   -- worker-thread tasks at once, per nginx worker process (the pool's threads)
+    max_in_flight = 8,    -- worker-thread tasks at once, per nginx worker process (the pool's threads)
     batch_max = 8,        -- statuses one task carries at most (pushed one after another in it)
     queue_timeout = 60,   -- seconds a push waits for its answer, queueing and retries included
     max_queued = 10000,   -- push_async statuses waiting, per nginx worker process
@@ -283,6 +283,10 @@ function Pusher:push(status)
         return nil, errors.new("config", "WRONG_PHASE", "push cannot wait in the " .. tostring(phase)
             .. " phase (only rewrite, access, content and timers can): use push_async")
     end
+    -- checked here first (C, microseconds): an invalid status, or one with a
+    -- value that cannot be copied into a thread, never joins a batch
+    local valid, verr = self:validate(status)
+    if not valid then return nil, verr end
     local state = self:_local()
     local item = { status = status, wake = semaphore.new(0) }
     append(state.pending, item)

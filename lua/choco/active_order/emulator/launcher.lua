@@ -55,14 +55,18 @@ local function write_file(path, content)
     return true
 end
 
+-- Commands run without LD_PRELOAD: the sanitizer pass preloads its runtime into
+-- the interpreter, and tools run under it can stall or fail at exit.
+local CLEAN_ENV = "unset LD_PRELOAD; "
+
 -- os.execute returns true/0 depending on the Lua version.
 local function run(cmd)
-    local a, _, c = os.execute(cmd)
+    local a, _, c = os.execute(CLEAN_ENV .. cmd)
     return a == true or a == 0 or (a == nil and c == 0)
 end
 
 local function capture(cmd)
-    local p = io.popen(cmd, "r")
+    local p = io.popen(CLEAN_ENV .. cmd, "r")
     if not p then return nil end
     local out = p:read("*a")
     p:close()
@@ -201,7 +205,7 @@ local function make_certificates(dir)
             .. " -out " .. q(dir .. "/server.pem"),
     }
     for _, cmd in ipairs(cmds) do
-        if not run("env -u LD_PRELOAD " .. cmd .. " >>" .. log .. " 2>&1") then
+        if not run(cmd .. " >>" .. log .. " 2>&1") then
             return nil, "openssl failed: " .. tail(dir .. "/openssl.log", 5)
         end
     end
@@ -490,16 +494,17 @@ function launcher.main(argv)
         io.stderr:write("choco-active-order emulator: ", err, "\n")
         return 1
     end
-    io.stdout:write(emu.url, "\n")
-    if emu.ca_file then io.stdout:write(emu.ca_file, "\n") end
-    io.stdout:flush()
     io.stderr:write("gateway emulator on ", emu.url, " (nginx pid ", emu.pid, ", files in ", emu.prefix,
         "); state at ", emu.url, "/_emulator/state; Ctrl-C stops it\n")
     io.stderr:flush()
     -- os.execute ignores SIGINT in this process while the shell runs: the shell
     -- (and nginx, in the same process group) receive it and we clean up after.
-    run("trap 'exit 0' INT TERM HUP; while kill -0 " .. emu.pid
-        .. " 2>/dev/null; do sleep 1 & wait $!; done")
+    -- The shell prints the URL once its trap is set, so a Ctrl-C that follows
+    -- the URL can never land in this process before the shell exists.
+    io.stdout:flush()
+    run("trap 'exit 0' INT TERM HUP; printf '%s\\n' " .. shell_quote(emu.url)
+        .. (emu.ca_file and (" " .. shell_quote(emu.ca_file)) or "")
+        .. "; while kill -0 " .. emu.pid .. " 2>/dev/null; do sleep 1 & wait $!; done")
     local died = process_alive(emu.pid) == false and not emu.stopped
     local log = died and emu:error_log_tail(10)
     emu:stop()
