@@ -7,3 +7,4 @@ files["lua/choco/active_order/ngx/**/*.lua"] = { read_globals = { "ngx" } }
 files["examples/openresty/**/*.lua"] = { read_globals = { "ngx" } }
 exclude_files = { "build/**" }
 files["examples/rules/**/*.lua"] = { std = "min", globals = { "base_link" }, read_globals = { "defaults", "status", "field" } }
+files["lua/choco/active_order/emulator/**/*.lua"] = { globals = { "ngx" } }

@@ -197,12 +197,18 @@ function lib.parse_args(defaults, argv)
 end
 
 --- A table row comparing value to an anchor. target is ">= R" or "<= R" (a
---- ratio); without one the row is informational.
-function lib.row(figure, value, unit, anchor, anchor_value, target)
+--- ratio, or an absolute bound in unit when there is no anchor); without one
+--- the row is informational. ratio defaults to value / anchor_value; a bench
+--- that pairs rounds passes the median of the per-round ratios instead.
+function lib.row(figure, value, unit, anchor, anchor_value, target, ratio)
     local r = { figure = figure, value = lib.round(value, 3), unit = unit }
     if anchor then
         r.anchor, r.anchor_value = anchor, lib.round(anchor_value, 3)
-        if anchor_value and anchor_value > 0 then r.ratio = lib.round(value / anchor_value, 3) end
+        if ratio then
+            r.ratio = lib.round(ratio, 3)
+        elseif anchor_value and anchor_value > 0 then
+            r.ratio = lib.round(value / anchor_value, 3)
+        end
     end
     if target then
         local op, bound = target:match("^([<>]=)%s*([%d.]+)")

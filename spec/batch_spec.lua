@@ -264,6 +264,36 @@ describe("client:push_many", function()
         c:close()
     end)
 
+    it("keeps its connections alive from one batch to the next, and close() releases them", function()
+        local c = new_client()
+        local function batch_of(prefix)
+            local list = {}
+            for i = 1, 32 do list[i] = status(prefix .. i, 1) end
+            return list
+        end
+        local _, first = c:push_many(batch_of("K1-"), { max_in_flight = 4 })
+        assert.equal(32, first.sent)
+        local after_first = emu:state().connections
+        local _, second = c:push_many(batch_of("K2-"), { max_in_flight = 4 })
+        assert.equal(32, second.sent)
+        assert.equal(after_first, emu:state().connections, "the second batch opened new connections")
+        -- a batch started from a callback of another runs on a handle of its own
+        local inner
+        local _, outer = c:push_many(batch_of("K3-"), { max_in_flight = 4, on_result = function(i)
+            if i == 1 then inner = select(2, c:push_many(batch_of("K4-"), { max_in_flight = 4 })) end
+        end })
+        assert.equal(32, outer.sent)
+        assert.equal(32, inner.sent)
+        -- another max_in_flight gets a new handle; close() ends the kept one
+        local _, other = c:push_many(batch_of("K5-"), { max_in_flight = 2 })
+        assert.equal(32, other.sent)
+        local kept = c.multi
+        c:close()
+        assert.is_true(kept:is_closed())
+        local _, err = c:push_many(batch_of("K6-"))
+        assert.equal("CLOSED", err.code)
+    end)
+
     it("checks its options and input", function()
         local c = new_client()
         local results, summary = c:push_many({})

@@ -169,16 +169,17 @@ describe("gateway emulator launcher", function()
 
     describe("the emulator command", function()
         local function run_command(args)
-            local out = os.tmpname()
-            local err = os.tmpname()
-            -- setsid: its own process group, so a signal to the group is what Ctrl-C does
-            local pid = sh("setsid " .. LUA .. " " .. q(SCRIPT) .. " " .. args .. " >" .. q(out) .. " 2>" .. q(err)
+            local out, err, code = os.tmpname(), os.tmpname(), os.tmpname()
+            -- setsid: its own process group, so a signal to the group is what Ctrl-C
+            -- does; the shell around it (which survives SIGINT) records the exit code
+            local inner = "trap true INT; " .. LUA .. " " .. q(SCRIPT) .. " " .. args .. "; echo $? >" .. q(code)
+            local pid = sh("setsid sh -c " .. q(inner) .. " >" .. q(out) .. " 2>" .. q(err)
                 .. " </dev/null & echo $!"):match("%d+")
             assert.is_truthy(eventually(function() return read_all(out):find("\n", 1, true) end, 8),
                 "no URL printed: " .. read_all(err))
             local stderr = read_all(err)
             return {
-                pid = pid, out = out, err = err,
+                pid = pid, out = out, err = err, code = code,
                 lines = (function()
                     local l = {}
                     for line in read_all(out):gmatch("[^\n]+") do l[#l + 1] = line end
@@ -213,11 +214,13 @@ describe("gateway emulator launcher", function()
                 assert.is_truthy(out:find('"client_id":"cli"', 1, true), out)
             end)
             sh("/bin/kill -INT -- -" .. run.pid)
-            assert.is_true(eventually(function() return not alive(run.pid) end, 8))
+            assert.is_true(eventually(function() return read_all(run.code):find("%d") end, 8))
+            assert.are.equal("0", read_all(run.code):match("%d+"))
             assert.is_true(eventually(function() return not alive(run.nginx_pid) end, 5))
             assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
             os.remove(run.out)
             os.remove(run.err)
+            os.remove(run.code)
             assert(ok, err)
         end)
 
@@ -230,12 +233,25 @@ describe("gateway emulator launcher", function()
                     .. run.lines[1] .. "/_emulator/state")
                 assert.are.equal(0, code, out)
             end)
-            sh("kill -TERM " .. run.pid)
+            sh("/bin/kill -TERM -- -" .. run.pid)
             assert.is_true(eventually(function() return not alive(run.nginx_pid) end, 5))
             assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
             os.remove(run.out)
             os.remove(run.err)
+            os.remove(run.code)
             assert(ok, err)
+        end)
+
+        it("exits 1 when nginx stops on its own", function()
+            local run = run_command("")
+            sh("kill -TERM " .. run.nginx_pid)
+            assert.is_true(eventually(function() return read_all(run.code):find("%d") end, 8))
+            assert.are.equal("1", read_all(run.code):match("%d+"))
+            assert.is_truthy(read_all(run.err):find("stopped on its own", 1, true))
+            assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
+            os.remove(run.out)
+            os.remove(run.err)
+            os.remove(run.code)
         end)
     end)
 

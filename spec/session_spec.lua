@@ -361,6 +361,52 @@ describe("core.session", function()
             collectgarbage()
         end)
 
+        it("lets a finalizer close it while a response is being built, and closes it afterwards", function()
+            -- Every allocation while the response is pushed can run finalizers. One that closes
+            -- the session there must not free the handle and the buffer being read (ASan and
+            -- valgrind see it if it does): the close waits until the result is built.
+            local function finalizable(f)
+                if newproxy then   -- Lua 5.1 and LuaJIT: tables have no __gc
+                    local p = newproxy(true)
+                    getmetatable(p).__gc = f
+                    return p
+                end
+                return setmetatable({}, { __gc = f })
+            end
+            local url = server.url .. "/echo"
+            local expected = echoed(assert(core.session():request("GET", url, nil, nil, 5000, 1000)))
+            local closed_inside = 0
+            collectgarbage("setpause", 0)
+            collectgarbage("setstepmul", 1000)
+            for _ = 1, 40 do
+                local s = core.session()
+                local inside = false
+                for _ = 1, 200 do
+                    finalizable(function()
+                        if inside and not s:is_closed() then
+                            s:close()
+                            closed_inside = closed_inside + 1
+                        end
+                    end)
+                end
+                inside = true
+                local ok, res = pcall(s.request, s, "GET", url, nil, nil, 5000, 1000)
+                inside = false
+                if ok then
+                    assert.equal(200, res.status)
+                    assert.same(expected.method, echoed(res).method)
+                else
+                    -- Closed before the transfer started (Lua 5.1 and LuaJIT allocate there too).
+                    assert.matches("session is closed", res)
+                end
+                assert.is_true(s:is_closed() or closed_inside == 0)
+            end
+            collectgarbage("setpause", 200)
+            collectgarbage("setstepmul", 200)
+            collectgarbage()
+            print("closed inside " .. closed_inside)
+        end)
+
         if _VERSION == "Lua 5.4" then
             it("is closed by a to-be-closed variable", function()
                 local escaped

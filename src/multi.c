@@ -55,6 +55,14 @@ typedef struct {
     size_t running;
     size_t finished;
     int closed;
+    /*
+     * Set while results are being pushed: any allocation there can run a
+     * finalizer, and one that closes this multi or drives it must not free
+     * the slots being read. close() then only sets close_pending; add() and
+     * perform() refuse.
+     */
+    int in_use;
+    int close_pending;
 } ao_multi;
 
 static ao_multi *check_open_multi(lua_State *L)
@@ -63,6 +71,8 @@ static ao_multi *check_open_multi(lua_State *L)
 
     if (m->closed)
         luaL_error(L, "multi is closed");
+    if (m->in_use)
+        luaL_error(L, "multi is busy: called while its results are being built (from a finalizer?)");
     return m;
 }
 
@@ -258,6 +268,45 @@ static void report_finished(lua_State *L, ao_multi *m)
     }
 }
 
+/* Protected part of perform: (multi, results) -> results, with every finished slot added. */
+static int multi_report(lua_State *L)
+{
+    ao_multi *m = lua_touserdata(L, 1);
+
+    lua_settop(L, 2);
+    report_finished(L, m);
+    return 1;
+}
+
+static void multi_free(ao_multi *m);
+
+/*
+ * Reports the finished slots into the results table at `results` with in_use
+ * set, protected so that in_use is cleared whatever happens. Returns 0, or
+ * raises the error the report raised (after a close a finalizer asked for).
+ */
+static int report_protected(lua_State *L, ao_multi *m, int results)
+{
+    int status;
+
+    lua_pushcfunction(L, multi_report);
+    if (m->closed) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    m->in_use = 1;
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, results);
+    status = lua_pcall(L, 2, 1, 0);
+    m->in_use = 0;
+    if (m->close_pending)
+        multi_free(m);
+    if (status != 0)
+        lua_error(L);
+    lua_pop(L, 1);
+    return m->closed ? -1 : 0;
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -351,6 +400,9 @@ static int multi_perform(lua_State *L)
     deadline = now_ms() + wait_ms;
     lua_settop(L, 1);
     lua_newtable(L);
+    /* Allocating may have run a finalizer that closed this multi. */
+    if (m->closed)
+        return 1;
     for (;;) {
         int still_running;
         double remaining;
@@ -360,7 +412,9 @@ static int multi_perform(lua_State *L)
             return multi_fail(L, mc);
         collect_done(m);
         if (m->finished > 0) {
-            report_finished(L, m);
+            /* -1: a finalizer closed the multi meanwhile; the results so far are still returned. */
+            if (report_protected(L, m, 2) != 0)
+                break;
             fill_slots(m);
             /* Start the refilled transfers now, so they run while Lua handles these results. */
             if (m->running > 0) {
@@ -396,6 +450,18 @@ static int multi_in_flight(lua_State *L)
 static int multi_close(lua_State *L)
 {
     ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+
+    if (m->in_use) {
+        /* The perform under way closes it once its results are built. */
+        m->close_pending = 1;
+        return 0;
+    }
+    multi_free(m);
+    return 0;
+}
+
+static void multi_free(ao_multi *m)
+{
     size_t i;
 
     for (i = 0; i < m->slot_count; i++) {
@@ -424,14 +490,14 @@ static int multi_close(lua_State *L)
     m->queued = m->running = m->finished = 0;
     ao_http_options_free(&m->options);
     m->closed = 1;
-    return 0;
+    m->close_pending = 0;
 }
 
 static int multi_is_closed(lua_State *L)
 {
     ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
 
-    lua_pushboolean(L, m->closed);
+    lua_pushboolean(L, m->closed || m->close_pending);
     return 1;
 }
 
@@ -439,7 +505,7 @@ static int multi_tostring(lua_State *L)
 {
     ao_multi *m = luaL_checkudata(L, 1, MULTI_MT);
 
-    lua_pushstring(L, m->closed ? MULTI_MT " (closed)" : MULTI_MT);
+    lua_pushstring(L, m->closed || m->close_pending ? MULTI_MT " (closed)" : MULTI_MT);
     return 1;
 }
 

@@ -19,6 +19,8 @@
 #include "text.h"
 
 #define OPTIONS_MT "choco.active_order.options"
+/* Registry field: the interned names of interned[], kept alive for the life of the state. */
+#define INTERNED_REG "choco.active_order.interned"
 #define SCRATCH_MT "choco.active_order.scratch"
 
 #define DEFAULT_TITLE_LIMIT 30
@@ -45,16 +47,6 @@ typedef struct {
     size_t offset, len;
 } status_entry;
 
-typedef struct {
-    int utc_offset;          /* minutes east of UTC */
-    ao_limits limits;
-    char *status_bytes;      /* every registered status, back to back (malloc'd) */
-    status_entry *statuses;  /* malloc'd; NULL when any status is accepted */
-    size_t status_count;
-    ao_buffer out;           /* reused output of encode */
-    int busy;                /* out is in use by a walk further down the C stack */
-} ao_options;
-
 /* The known keys of every level. */
 enum {
     K_MERCHANT_ORDER_ID,
@@ -72,6 +64,26 @@ enum {
     K_COUNTDOWN_TIMER,
     K_COUNT
 };
+
+typedef struct {
+    int utc_offset;          /* minutes east of UTC */
+    ao_limits limits;
+    char *status_bytes;      /* every registered status, back to back (malloc'd) */
+    status_entry *statuses;  /* malloc'd; NULL when any status is accepted */
+    size_t status_count;
+    ao_buffer out;           /* reused output of encode */
+    int busy;                /* out is in use by a walk further down the C stack */
+    /*
+     * This state's own copies of the key names and deeplink types (see
+     * interned_names), so that the walk recognises the usual key with one
+     * pointer comparison: short strings are interned by every Lua version,
+     * and lua_tolstring of an equal string gives the same pointer. A string
+     * that is not interned still matches by its bytes. Per state, never
+     * static: the module runs in several lua_States on several threads.
+     */
+    const char *interned[K_COUNT + 2];
+} ao_options;
+
 
 #define KEY_NAMES(X)                                                                         \
     X("merchant_order_id") X("user_id") X("external_status") X("deeplinks") X("external_data")  \
@@ -94,6 +106,7 @@ static const int external_data_keys[] = { K_EXPIRED_AT, K_TITLE_CARD, K_TITLE_CT
                                           K_NEED_TIMER, K_COUNTDOWN_TIMER, -1 };
 
 static const char *const deeplink_types[2] = { "active_order_call_to_action", "active_order_card" };
+#define I_DEEPLINK_TYPE K_COUNT   /* interned[I_DEEPLINK_TYPE + i] is deeplink_types[i] */
 
 /* 1 for bytes that JSON strings must escape: controls, '"' and '\\'. */
 static const unsigned char json_escape[256] = {
@@ -114,7 +127,6 @@ typedef struct {
     int nil_slot;       /* stack index of a nil: where absent fields "are" */
     int count;
     int truncated;
-    int *busy;          /* the options' busy flag while this walk holds their buffer, else NULL */
 } walk_t;
 
 /* ---------------------------------------------------------------- problems */
@@ -134,16 +146,8 @@ static void problem(walk_t *w, const char *field, const char *code, const char *
     char message[512];
     va_list ap;
 
+    /* Before anything below allocates: see run() for why the body must be dead by then. */
     w->writing = 0;
-    /*
-     * The body is dead from here on, so the options' buffer is handed back
-     * before anything below can raise: an out-of-memory error while building
-     * the problems must not leave it marked busy for good.
-     */
-    if (w->busy != NULL) {
-        *w->busy = 0;
-        w->busy = NULL;
-    }
     if (w->count >= MAX_PROBLEMS) {
         w->truncated = 1;
         return;
@@ -366,7 +370,7 @@ static int same_bytes(const char *a, const char *b, size_t len)
  * names differ except for two pairs, which their first letters tell apart, so
  * one switch picks the only candidate and one comparison confirms it.
  */
-static int match_key(const int *keys, const char *s, size_t len)
+static int match_key(const int *keys, const char *s, size_t len, const char *const *interned)
 {
     int slot = -1;
 
@@ -393,6 +397,8 @@ static int match_key(const int *keys, const char *s, size_t len)
         default: return -1;
         }
     }
+    if (s == interned[keys[slot]])
+        return slot;
     return key_lengths[keys[slot]] == len && same_bytes(key_names[keys[slot]], s, len) ? slot : -1;
 }
 
@@ -426,12 +432,10 @@ static int gather(walk_t *w, int t, int top, const int *keys, int *pos, int *typ
         int slot = -1;
 
         lua_pushvalue(L, top + 1);
-        /* Only a string can be a known key; lua_tolstring would allocate for a number. */
-        if (lua_type(L, top + 1) == LUA_TSTRING) {
-            s = lua_tolstring(L, top + 1, &len);
-            if (len > 0)
-                slot = match_key(keys, s, len);
-        }
+        /* Allocates only for a number key, which is never known: the body is dead then (see run()). */
+        s = lua_tolstring(L, top + 1, &len);
+        if (s != NULL && len > 0)
+            slot = match_key(keys, s, len, w->opt->interned);
         if (slot >= 0) {
             top += 2;
             pos[slot] = top;
@@ -797,7 +801,8 @@ static void check_link(walk_t *w, int idx, int type, const char *field)
     for (scheme_len = 0; scheme_len < len && is_scheme_char((unsigned char)s[scheme_len], scheme_len == 0);
          scheme_len++)
         ;
-    if (scheme_len == 0 || len - scheme_len < 3 || memcmp(s + scheme_len, "://", 3) != 0) {
+    if (scheme_len == 0 || len - scheme_len < 3 || s[scheme_len] != ':'
+        || s[scheme_len + 1] != '/' || s[scheme_len + 2] != '/') {
         quote(s, len, q, sizeof q);
         problem(w, field, "format",
                 "expected an absolute URL such as https://host/path or rahmetapp://path, found \"%s\"", q);
@@ -899,7 +904,8 @@ static void check_deeplink(walk_t *w, int idx, int type, long index, long seen[2
     case LUA_TSTRING:
         s = lua_tolstring(L, pos[1], &len);
         for (i = 0; i < 2; i++)
-            if (strlen(deeplink_types[i]) == len && memcmp(deeplink_types[i], s, len) == 0)
+            if (s == w->opt->interned[I_DEEPLINK_TYPE + i]
+                || (strlen(deeplink_types[i]) == len && memcmp(deeplink_types[i], s, len) == 0))
                 type_ok = i;
         if (type_ok < 0) {
             char q[QUOTE_MAX + 8];
@@ -1181,7 +1187,7 @@ static void check_external_data(walk_t *w, int idx, int type, int top)
     PUT_LITERAL(w, "}");
 #undef AT
 #undef TYPE
-    lua_settop(L, top);
+    /* The last field: run() returns from the stack top, so what gather left above `top` may stay. */
 }
 
 static void walk_status(walk_t *w, int status)
@@ -1205,7 +1211,7 @@ static void walk_status(walk_t *w, int status)
     PUT_LITERAL(w, ",\"external_data\":");
     check_external_data(w, pos[K_EXTERNAL_DATA], types[K_EXTERNAL_DATA], top);
     PUT_LITERAL(w, "}");
-    lua_settop(L, base);
+    /* run() returns from the stack top, so the values gathered above base may stay. */
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -1280,20 +1286,22 @@ static int run(lua_State *L, int encoding)
     w.nil_slot = 4;
     w.count = 0;
     w.truncated = 0;
-    w.busy = NULL;
+    /*
+     * The options' buffer is shared by every walk with these options, and a
+     * walk can start inside another one when an allocation runs a finalizer
+     * that encodes. While the body is being written nothing allocates: the
+     * only allocations in the walk are problem()'s (which ends writing
+     * first) and lua_tolstring of a number key (always an unknown key, so a
+     * problem follows). A nested walk that reuses the buffer can therefore
+     * only overwrite a body that is already abandoned. The last allocation,
+     * lua_pushlstring of the finished body, is guarded by `busy` (a nested
+     * walk then takes a scratch buffer). Only an out-of-memory error in that
+     * one call can leave busy set; that costs later calls a scratch buffer,
+     * never a wrong body.
+     */
     if (encoding) {
         if (!opt->busy) {
-            /*
-             * A finalizer that runs during this walk could call encode with the
-             * same options; it then gets a scratch buffer instead of ours.
-             * Nothing raises while the body is being written (problem()
-             * hands the buffer back before it allocates), so only an
-             * out-of-memory error in the final lua_pushlstring can leave busy
-             * set; that costs later calls a scratch buffer, never a wrong body.
-             */
-            opt->busy = 1;
             own_buffer = 1;
-            w.busy = &opt->busy;
             w.out = &opt->out;
         } else {
             w.out = (ao_buffer *)ao_newuserdata(L, sizeof(ao_buffer));
@@ -1307,7 +1315,6 @@ static int run(lua_State *L, int encoding)
     walk_status(&w, 1);
 
     if (w.count > 0) {
-        /* problem() already handed the buffer back. */
         lua_settop(L, 3);
         if (w.truncated) {
             lua_pushboolean(L, 1);
@@ -1323,11 +1330,11 @@ static int run(lua_State *L, int encoding)
     }
     if (w.out->failed) {
         ao_buffer_free(w.out);
-        if (own_buffer)
-            opt->busy = 0;
         lua_pushliteral(L, "not enough memory to encode the status");
         return lua_error(L);
     }
+    if (own_buffer)
+        opt->busy = 1;
     lua_pushlstring(L, w.out->data, w.out->len);
     if (own_buffer) {
         if (opt->out.cap > KEEP_BUFFER_BYTES)
@@ -1364,9 +1371,35 @@ static void options_defaults(ao_options *opt)
 static ao_options *new_options(lua_State *L)
 {
     ao_options *opt = (ao_options *)ao_newuserdata(L, sizeof(ao_options));
+    int i;
+
     options_defaults(opt);
     ao_setmetatable(L, OPTIONS_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, INTERNED_REG);
+    for (i = 0; i < K_COUNT + 2; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        /* The registry table keeps the string, so the pointer stays valid. */
+        opt->interned[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     return opt;
+}
+
+/* The strings behind ao_options.interned, created once per state. */
+static void push_interned_names(lua_State *L)
+{
+    int i;
+
+    lua_createtable(L, K_COUNT + 2, 0);
+    for (i = 0; i < K_COUNT; i++) {
+        lua_pushlstring(L, key_names[i], key_lengths[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    for (i = 0; i < 2; i++) {
+        lua_pushstring(L, deeplink_types[i]);
+        lua_rawseti(L, -2, I_DEEPLINK_TYPE + i + 1);
+    }
 }
 
 static int options_gc(lua_State *L)
@@ -1581,6 +1614,8 @@ void ao_payload_register(lua_State *L)
     lua_pushcfunction(L, scratch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+    push_interned_names(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, INTERNED_REG);
 
     new_options(L);
     defaults = lua_gettop(L);

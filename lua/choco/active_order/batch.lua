@@ -16,6 +16,20 @@ local huge = math.huge
 
 local batch = {}
 
+-- LuaJIT 2.1's own string hash reads only a few bytes of a long string, so the
+-- bodies of a batch (same length, same bytes at those places) share one chain of
+-- its string table, and every new body is compared with every dead one the
+-- collector has not swept yet: with a large heap, thousands of memcmp per body.
+-- A small collector step per round of results starts the next cycle early and
+-- keeps that chain short. PUC Lua does not intern long strings; OpenResty's
+-- LuaJIT hashes whole strings: neither needs it.
+-- (Measured, 20,000 statuses: half the CPU time of the batch.)
+local collect_strings
+if type(jit) == "table" then
+    local collectgarbage = collectgarbage
+    collect_strings = function() collectgarbage("step", 0) end
+end
+
 batch.DEFAULT_IN_FLIGHT = 16
 batch.MAX_IN_FLIGHT = 1024
 
@@ -117,7 +131,7 @@ function batch.push_many(c, statuses, opts)
     -- handle, so that a freed slot starts its next transfer without a trip to Lua
     local capacity = o.max_in_flight * 2
     local lookahead = max(1024, 64 * o.max_in_flight)
-    local multi = c.new_multi(o.max_in_flight)
+    local multi = c:_batch_multi(o.max_in_flight)
 
     local in_flight = {}      -- input index -> record of the transfer under way
     local running = 0
@@ -332,7 +346,10 @@ function batch.push_many(c, statuses, opts)
                 wait = max(0, min(wait, 1)) * 1000
                 local finished = multi:perform(wait)
                 for i = 1, #finished do completed(finished[i]) end
-                if #finished > 0 then progress() end
+                if #finished > 0 then
+                    if collect_strings then collect_strings() end
+                    progress()
+                end
             elseif done < total then
                 next_timer = due_timers(clock())
                 local wake = next_timer
@@ -351,7 +368,7 @@ function batch.push_many(c, statuses, opts)
             end
         end
     end)
-    multi:close()
+    c:_batch_multi_done(multi, ok)
     if not ok then error(failure, 0) end
     summary.duration = clock() - started
     progress()

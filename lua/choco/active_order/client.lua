@@ -10,14 +10,19 @@ local errors = require "choco.active_order.errors"
 local retry = require "choco.active_order.retry"
 local token = require "choco.active_order.token"
 local url = require "choco.active_order.url"
+-- an instance of its own: another module's cjson settings never change how answers are read
 local json = require("cjson.safe").new()
+local decode = json.decode
 
 local type, pairs, ipairs, tostring, setmetatable, pcall = type, pairs, ipairs, tostring, setmetatable, pcall
 local ceil, min, floor, format = math.ceil, math.min, math.floor, string.format
+local encode = payload.encode
+
+local STATUS_PATH = "/orders/v2/preorder/external/status"
 
 local client = {}
 
-client.STATUS_PATH = "/orders/v2/preorder/external/status"
+client.STATUS_PATH = STATUS_PATH
 client.TOKEN_PATH = "/auth/token"
 
 client.DEFAULTS = {
@@ -54,20 +59,6 @@ local function positive(v)
     return type(v) == "number" and v > 0 and v < math.huge
 end
 
--- The sleep and the monotonic clock: the C core's when it has them; LuaSocket's
--- only as a fallback for a core built without them. OpenResty passes ngx.sleep
--- and ngx.now through the options.
-local function default_timekeeping()
-    local clock, sleep = core.monotonic, core.sleep
-    if not (clock and sleep) then
-        local ok, socket = pcall(require, "socket")
-        if ok and type(socket) == "table" then
-            clock = clock or socket.gettime
-            sleep = sleep or socket.sleep
-        end
-    end
-    return clock, sleep
-end
 
 local Client = {}
 Client.__index = Client
@@ -122,6 +113,9 @@ function client.new(opts)
         if not positive(v) then return config_error(k .. " must be a number of seconds above 0") end
         c[k] = v
     end
+    -- what every exchange passes to libcurl unless the deadline cuts it shorter
+    c.timeout_ms = ceil(c.timeout * 1000)
+    c.connect_timeout_ms = ceil(min(c.connect_timeout, c.timeout) * 1000)
 
     local policy, perr = retry.policy(opts.retry)
     if not policy then return config_error(perr) end
@@ -133,11 +127,8 @@ function client.new(opts)
         end
     end
     c.on_request, c.on_response = opts.on_request, opts.on_response
-    local clock, sleep = default_timekeeping()
-    c.clock, c.sleep = opts.clock or clock, opts.sleep or sleep
-    if not c.clock or not c.sleep then
-        return config_error("this build has no monotonic clock or sleep: pass the clock and sleep options")
-    end
+    -- the C core's monotonic clock and sleep; OpenResty passes ngx.now and ngx.sleep
+    c.clock, c.sleep = opts.clock or core.monotonic, opts.sleep or core.sleep
 
     local ua = opts.user_agent
     if ua == nil then ua = default_user_agent() end
@@ -247,24 +238,29 @@ local function call_hook(hook, info)
     pcall(hook, info)
 end
 
--- One HTTP exchange within the call's deadline. Returns res | nil, err (typed).
-function Client:_exchange(method, path, target, headers, body, ctx)
-    local now = self.clock()
-    local remaining = ctx.deadline_at - now
+-- One HTTP exchange within the call's deadline (deadline_at, in the client's
+-- clock; now: that clock's reading, when the caller has just taken it).
+-- Returns res | nil, err (typed). Hook tables are made only when a hook is set.
+function Client:_exchange(method, path, target, headers, body, deadline_at, attempt, now)
+    now = now or self.clock()
+    local remaining = deadline_at - now
     if remaining <= 0 then
         return nil, errors.new("transport", "OPERATION_TIMEDOUT",
             "the call's deadline of " .. self.policy.deadline .. " s passed before " .. method .. " " .. path)
     end
-    local timeout = min(self.timeout, remaining)
-    local connect_timeout = min(self.connect_timeout, timeout)
-    if self.on_request then
-        call_hook(self.on_request, { method = method, path = path, attempt = ctx.attempt })
+    local timeout_ms, connect_timeout_ms = self.timeout_ms, self.connect_timeout_ms
+    if remaining < self.timeout then
+        timeout_ms = ceil(remaining * 1000)
+        connect_timeout_ms = min(connect_timeout_ms, timeout_ms)
     end
-    local res, serr = self.session:request(method, target, headers, body,
-        ceil(timeout * 1000), ceil(connect_timeout * 1000))
-    if self.on_response then
-        call_hook(self.on_response, {
-            method = method, path = path, attempt = ctx.attempt,
+    local on_request, on_response = self.on_request, self.on_response
+    if on_request then
+        call_hook(on_request, { method = method, path = path, attempt = attempt })
+    end
+    local res, serr = self.session:request(method, target, headers, body, timeout_ms, connect_timeout_ms)
+    if on_response then
+        call_hook(on_response, {
+            method = method, path = path, attempt = attempt,
             status = res and res.status or nil, error = serr and serr.code or nil,
             duration = self.clock() - now,
         })
@@ -288,7 +284,7 @@ end
 -- with a numeric error_code.
 local function envelope_of(body)
     if type(body) ~= "string" or body == "" then return nil, nil end
-    local value = json.decode(body)
+    local value = decode(body)
     if type(value) == "table" and type(value.error_code) == "number" then return value, value end
     return nil, value
 end
@@ -315,8 +311,26 @@ end
 
 local function is_success(status) return status >= 200 and status < 300 end
 
+local null = json.null
+
 --- Read the answer to the status PUT: data | nil, err. (Also used by batch.lua.)
 function Client:_status_outcome(res)
+    local status = res.status
+    local body = res.body
+    -- the usual answer first: a 2xx envelope with error_code 0
+    if status >= 200 and status < 300 and type(body) == "string" then
+        local env = decode(body)
+        if type(env) == "table" and env.error_code == 0 then
+            local data = env.data
+            if data == nil or data == null then data = {} end
+            return data
+        end
+    end
+    return self:_status_failure(res)
+end
+
+-- Every other answer to the status PUT: nil, err.
+function Client:_status_failure(res)
     local status = res.status
     local env, value = envelope_of(res.body)
     if status == 401 then
@@ -326,7 +340,7 @@ function Client:_status_outcome(res)
     if is_success(status) then
         if env and env.error_code == 0 then
             local data = env.data
-            if data == nil or data == json.null then data = {} end
+            if data == nil or data == null then data = {} end
             return data
         end
         local fields = self:_response_fields(res, env)
@@ -370,7 +384,8 @@ local TOKEN_HEADERS = { "Content-Type: application/x-www-form-urlencoded", "Acce
 function Client:_fetch_token(ctx, client_id, client_secret)
     local body = "grant_type=client_credentials&client_id=" .. form_escape(client_id) ..
         "&client_secret=" .. form_escape(client_secret)
-    local res, err = self:_exchange("POST", client.TOKEN_PATH, self.token_url, TOKEN_HEADERS, body, ctx)
+    local res, err = self:_exchange("POST", client.TOKEN_PATH, self.token_url, TOKEN_HEADERS, body,
+        ctx.deadline_at, ctx.attempt)
     if not res then return nil, err end
     local status = res.status
     local env, value = envelope_of(res.body)
@@ -427,7 +442,7 @@ client.validation_error = validation_error
 
 --- Encode a status with the client's compiled options: body | nil, err.
 function Client:encode(status)
-    local body, problems = payload.encode(status, self.compiled)
+    local body, problems = encode(status, self.compiled)
     if not body then return nil, validation_error(problems) end
     return body
 end
@@ -448,24 +463,31 @@ function Client:push(status)
     if not self.session then
         return nil, errors.new("config", "CLOSED", "this client has been closed")
     end
-    local body, verr = self:encode(status)
-    if not body then return nil, verr end
+    local body, problems = encode(status, self.compiled)
+    if not body then return nil, validation_error(problems) end
     return self:_send_status(body)
 end
 
--- The attempt loop of one status PUT.
+-- The attempt loop of one status PUT (also the OpenResty worker's entry point).
+-- The usual case, a cached token and one exchange, takes two clock readings and
+-- makes no table but the meta it returns.
 function Client:_send_status(body)
-    local clock, policy = self.clock, self.policy
+    local clock, policy, tokens = self.clock, self.policy, self.tokens
     local started = clock()
-    local ctx = { deadline_at = started + policy.deadline, attempt = 0 }
+    local deadline_at = started + policy.deadline
+    local now = started
     local attempt, renewed = 0, false
     while true do
         attempt = attempt + 1
-        ctx.attempt = attempt
-        local tok, err = self.tokens:get(ctx)
+        local tok, err = tokens:cached(now)
+        if not tok then
+            tok, err = tokens:get { deadline_at = deadline_at, attempt = attempt }
+            now = nil -- the token request took time: read the clock again
+        end
         if tok then
             local res
-            res, err = self:_exchange("PUT", client.STATUS_PATH, self.status_url, self.headers_for(tok), body, ctx)
+            res, err = self:_exchange("PUT", STATUS_PATH, self.status_url, self.headers_for(tok), body,
+                deadline_at, attempt, now)
             if res then
                 local data
                 data, err = self:_status_outcome(res)
@@ -480,17 +502,18 @@ function Client:_send_status(body)
                     }
                 end
                 -- a 401 for the token we hold: renew it and go again at once, once
-                if res.status == 401 and not renewed and self.tokens:rejected(tok) then
+                if res.status == 401 and not renewed and tokens:rejected(tok) then
                     renewed = true
                     err = nil
                 end
             end
         end
+        now = clock()
         if err then
-            local now = clock()
             local delay, reason = retry.next_delay(policy, err, attempt, now - started)
             if not delay then return give_up(err, attempt, started, now, reason) end
             self.sleep(delay)
+            now = clock()
         end
     end
 end
@@ -500,11 +523,45 @@ function Client:push_many(statuses, opts)
     return require("choco.active_order.batch").push_many(self, statuses, opts)
 end
 
---- Release the connection. Idempotent; the client cannot push afterwards.
+-- push_many's multi handle: one per client, kept across batches so that its
+-- connections stay alive from one batch to the next; closed by close(). A batch
+-- started from inside another (a callback) gets a handle of its own.
+function Client:_batch_multi(max_in_flight)
+    local m = self.multi
+    if m and not self.multi_busy and self.multi_in_flight == max_in_flight then
+        self.multi_busy = true
+        return m
+    end
+    if self.multi_busy then return self.new_multi(max_in_flight) end
+    if m then m:close() end
+    m = self.new_multi(max_in_flight)
+    self.multi, self.multi_in_flight, self.multi_busy = m, max_in_flight, true
+    return m
+end
+
+-- A batch is over with `m`: keep the client's handle only when the batch ended
+-- cleanly with nothing left in it (a raised error may leave transfers queued).
+function Client:_batch_multi_done(m, clean)
+    if m ~= self.multi then
+        m:close()
+        return
+    end
+    self.multi_busy = false
+    if not (clean and self.session and m:in_flight() == 0) then
+        m:close()
+        self.multi, self.multi_in_flight = nil, nil
+    end
+end
+
+--- Release the connections. Idempotent; the client cannot push afterwards.
 function Client:close()
     if self.session then
         self.session:close()
         self.session = nil
+    end
+    if self.multi then
+        self.multi:close()
+        self.multi, self.multi_in_flight = nil, nil
     end
 end
 

@@ -150,41 +150,28 @@ local function decode_stored(encoding, body)
     return cjson.decode(body) or cjson.null
 end
 
--- cjson writes at most 14 significant digits; user_id may have 16, so it is
--- written into the encoded answer by hand
-local USER_ID_MARK = "\1user_id\1"
-local QUOTED_MARK = reply.encode(USER_ID_MARK)
+-- The success answer, written by hand: the hot path of every benchmark, and
+-- cjson would write user_id (up to 16 digits) with only 14. The keys are the
+-- contract example's, in its order; the values the request did not give are
+-- fixed. merchant_order_id is the only text that needs escaping: the dates were
+-- checked (expired_at) or made here.
+local SUCCESS_HEAD = '{"error_code":0,"status":"success","message":"Статус успешно обновлён","data":{"id":'
+local AFTER_ID = ',"merchant_order_id":'
+local AFTER_ORDER_ID = ',"filial_id":1,"amount":"1","qr_code_id":1,"postlink":"http://postlink/","backlink":null,'
+    .. '"created_at":"'
+local AFTER_CREATED = '","updated_at":"'
+local AFTER_UPDATED = '","merchant_id":1234,"failed_postlink":"http://failed_post/","expired_at":"'
+local AFTER_EXPIRED = '","type":0,"scanned_user_id":'
+local AFTER_USER = ',"merchant_slug":null,"supplementary_data":null,"external_filial_id":null,'
+    .. '"external_status_id":'
+local SUCCESS_TAIL = ',"checklink":"http://checklink/","failed_on_check":false,"request_from_type":"miniapp"}}'
 
-local function with_user_id(body, user_id)
-    local at = find(body, QUOTED_MARK, 1, true)
-    if not at then return body end
-    return body:sub(1, at - 1) .. format("%.0f", user_id) .. body:sub(at + #QUOTED_MARK)
-end
-
-local function success_data(status, order)
-    local data = status.external_data
-    return {
-        id = order.id,
-        merchant_order_id = status.merchant_order_id,
-        filial_id = 1,
-        amount = "1",
-        qr_code_id = 1,
-        postlink = "http://postlink/",
-        backlink = cjson.null,
-        created_at = order.created_at,
-        updated_at = now_text(),
-        merchant_id = 1234,
-        failed_postlink = "http://failed_post/",
-        expired_at = data.expired_at,
-        type = 0,
-        scanned_user_id = USER_ID_MARK,
-        merchant_slug = cjson.null,
-        supplementary_data = cjson.null,
-        external_filial_id = cjson.null,
-        external_status_id = config.status_index[status.external_status],
-        checklink = "http://checklink/",
-        failed_on_check = false,
-        request_from_type = "miniapp",
+local function success_body(status, order)
+    return table.concat {
+        SUCCESS_HEAD, order.id, AFTER_ID, reply.encode(status.merchant_order_id), AFTER_ORDER_ID,
+        order.created_at, AFTER_CREATED, now_text(), AFTER_UPDATED, status.external_data.expired_at,
+        AFTER_EXPIRED, format("%.0f", status.user_id), AFTER_USER, config.status_index[status.external_status],
+        SUCCESS_TAIL,
     }
 end
 
@@ -241,9 +228,7 @@ local function put_status()
     end
     local order = state.record(status.merchant_order_id, status.external_status, encoding, body,
         #warnings > 0 and warnings or nil, now_text())
-    local res = answer(200, "ok", "Статус успешно обновлён", success_data(status, order))
-    res.body = with_user_id(res.body, status.user_id)
-    return res
+    return { status = 200, body = success_body(status, order) }
 end
 
 local function control_body()

@@ -19,7 +19,13 @@ local type, pairs, tostring, pcall, setmetatable = type, pairs, tostring, pcall,
 local adapter = {}
 
 local WORKER_MODULE = "choco.active_order.ngx.worker"
-local NEED_CONFIG = "need_config" -- choco.active_order.ngx.worker.NEED_CONFIG (not loaded here: it needs ffi)
+-- choco.active_order.ngx.worker's NEED_CONFIG and META_FIELDS (that module is
+-- not loaded on the event loop: it is the thread VMs' half)
+local NEED_CONFIG = "need_config"
+local META_FIELDS = { "attempts", "duration", "http_status", "time_total", "time_connect", "new_connections" }
+local META_WIDTH = #META_FIELDS
+-- A dispatcher with nothing to do waits this long for work before its timer ends.
+local IDLE_SECONDS = 0.5
 
 adapter.DEFAULTS = {
     max_in_flight = 8,    -- worker-thread tasks at once, per nginx worker process (the pool's threads)
@@ -153,7 +159,8 @@ function Pusher:_local()
     state = {
         pid = pid,
         pending = { first = 1, last = 0 }, -- push calls waiting for a dispatcher
-        running = 0,           -- dispatchers (timers) at work
+        running = 0,           -- dispatchers (timers) alive, working or idle
+        idle = {},             -- dispatchers waiting for work (a stack)
         queues = {},           -- key -> { first, last, [i] = { status, callback } }
         ready = { first = 1, last = 0 }, -- keys with work and no drainer on them
         busy = {},             -- key -> true while a drainer pushes one of its statuses
@@ -210,56 +217,87 @@ local function thread_failure(message)
     return errors.new("transport", "WORKER_THREAD", "ngx.run_worker_thread: " .. message, { retryable = true })
 end
 
--- One thread task for a batch of statuses: results[i] = { true, data, meta } or
--- { false, plain error }, or nil, err when the task itself failed.
-local function run_batch(self, statuses)
+-- One thread task for a batch of encoded statuses: datas, metas, errs (see
+-- worker.push_bodies), or nil, err when the task itself failed.
+local function run_batch(self, bodies)
     local run = ngx.run_worker_thread
-    local ok, r1, r2 = run(self.thread_pool, WORKER_MODULE, "push_batch", self.id, nil, statuses)
-    if ok and r1 == NEED_CONFIG then
-        ok, r1, r2 = run(self.thread_pool, WORKER_MODULE, "push_batch", self.id, self.config, statuses)
+    local ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, nil, bodies)
+    if ok and datas == NEED_CONFIG then
+        ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, self.config, bodies)
     end
-    if not ok then return nil, thread_failure(r1) end
-    if type(r1) ~= "table" then return nil, remake(r2) end
-    return r1
+    if not ok then return nil, thread_failure(datas) end
+    if type(datas) ~= "table" then return nil, remake(metas) end
+    return datas, metas, errs
 end
 
--- A dispatcher (a timer, so that no client's request can be cut off in the
--- middle of it) takes what is waiting, up to batch_max statuses, hands it to
--- one worker thread and wakes each caller with its result, until nothing
--- waits. At most max_in_flight dispatchers run per worker process: under load
--- statuses gather while the threads work, and one handoff carries many.
+local function meta_at(metas, k)
+    local meta = {}
+    for f = 1, META_WIDTH do
+        local v = metas[k + f]
+        if v then meta[META_FIELDS[f]] = v end
+    end
+    return meta
+end
+
+-- Dispatchers are timers (so that no client's request can be cut off in the
+-- middle of carrying others' statuses), at most max_in_flight per worker
+-- process. Each takes what is waiting, up to batch_max statuses, hands it to
+-- one worker thread and wakes each caller with its result; with nothing
+-- waiting it stays around for IDLE_SECONDS, so that under load a push wakes a
+-- dispatcher instead of paying for a new timer. Statuses gather while the
+-- threads work, and one handoff carries many.
 local function dispatch(premature, self, state)
     local batch_max = self.settings.batch_max
+    local me = { wake = semaphore.new(0), signalled = false }
     while not premature do
-        local items, statuses, n = {}, {}, 0
+        local items, bodies, n = {}, {}, 0
         while n < batch_max do
             local item = pop(state.pending)
             if not item then break end
             if not item.abandoned then
                 item.taken = true
                 n = n + 1
-                items[n], statuses[n] = item, item.status
+                items[n], bodies[n] = item, item.body
             end
         end
-        if n == 0 then break end
-        local called, results, err = pcall(run_batch, self, statuses)
-        if not called then
-            -- a raise from ngx.run_worker_thread itself
-            results, err = nil, errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. tostring(results))
-        end
-        for i = 1, n do
-            local item, r = items[i], results and results[i]
-            if r and r[1] == true then
-                item.data, item.meta = r[2], r[3]
-            else
-                item.err = r and remake(r[2]) or err
+        if n == 0 then
+            if ngx.worker.exiting() then break end
+            me.signalled = false
+            local idle = state.idle
+            idle[#idle + 1] = me
+            local woken = me.wake:wait(IDLE_SECONDS)
+            if not me.signalled then
+                -- not handed work: a timeout ends this dispatcher; a post left
+                -- over from a wake-up that raced the timeout is just consumed
+                for i = #idle, 1, -1 do
+                    if idle[i] == me then table.remove(idle, i) break end
+                end
+                if not woken then break end
             end
-            item.done = true
-            item.wake:post(1)
+        else
+            local called, datas, metas, errs = pcall(run_batch, self, bodies)
+            local err
+            if not called then
+                -- a raise from ngx.run_worker_thread itself
+                err = errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. tostring(datas))
+                datas = nil
+            elseif not datas then
+                err = metas
+            end
+            for i = 1, n do
+                local item, data = items[i], datas and datas[i]
+                if data then
+                    item.data, item.meta = data, meta_at(metas, (i - 1) * META_WIDTH)
+                else
+                    item.err = datas and remake(errs and errs[i]) or err
+                end
+                item.done = true
+                item.wake:post(1)
+            end
         end
     end
     state.running = state.running - 1
-    if premature then
+    if premature or ngx.worker.exiting() then
         -- nginx is exiting: whoever still waits is told so
         while true do
             local item = pop(state.pending)
@@ -271,26 +309,19 @@ local function dispatch(premature, self, state)
     end
 end
 
---- Push a status from a request handler (rewrite, access, content) or a timer:
---- the request's coroutine waits, the event loop does not.
---- Returns data, meta | nil, err (the library's error values).
-function Pusher:push(status)
-    if type(status) ~= "table" then
-        error("push expects a status table, not " .. type(status), 2)
-    end
-    local phase = ngx.get_phase()
-    if not adapter.PUSH_PHASES[phase] then
-        return nil, errors.new("config", "WRONG_PHASE", "push cannot wait in the " .. tostring(phase)
-            .. " phase (only rewrite, access, content and timers can): use push_async")
-    end
-    -- checked here first (C, microseconds): an invalid status, or one with a
-    -- value that cannot be copied into a thread, never joins a batch
-    local valid, verr = self:validate(status)
-    if not valid then return nil, verr end
+-- Queue an encoded status for a dispatcher and wait for its result.
+local function push_body(self, body)
     local state = self:_local()
-    local item = { status = status, wake = semaphore.new(0) }
+    local item = { body = body, wake = semaphore.new(0) }
     append(state.pending, item)
-    if state.running < self.settings.max_in_flight then
+    local idle = state.idle
+    local n = #idle
+    if n > 0 then
+        local d = idle[n]
+        idle[n] = nil
+        d.signalled = true
+        d.wake:post(1)
+    elseif state.running < self.settings.max_in_flight then
         local started, terr = ngx.timer.at(0, dispatch, self, state)
         if started then
             state.running = state.running + 1
@@ -311,13 +342,40 @@ function Pusher:push(status)
     return item.data, item.meta
 end
 
+-- The body the C core makes of a status (the same one a client would send):
+-- validation and encoding in one pass, on the event loop (microseconds).
+local function encode(self, status)
+    local body, problems = payload.encode(status, self.compiled)
+    if not body then return nil, require("choco.active_order.client").validation_error(problems) end
+    return body
+end
+
+--- Push a status from a request handler (rewrite, access, content) or a timer:
+--- the request's coroutine waits, the event loop does not.
+--- Returns data, meta | nil, err (the library's error values).
+function Pusher:push(status)
+    if type(status) ~= "table" then
+        error("push expects a status table, not " .. type(status), 2)
+    end
+    local phase = ngx.get_phase()
+    if not adapter.PUSH_PHASES[phase] then
+        return nil, errors.new("config", "WRONG_PHASE", "push cannot wait in the " .. tostring(phase)
+            .. " phase (only rewrite, access, content and timers can): use push_async")
+    end
+    -- checked and encoded here (C, microseconds): an invalid status never
+    -- joins a batch, and only a string crosses into the thread
+    local body, err = encode(self, status)
+    if not body then return nil, err end
+    return push_body(self, body)
+end
+
 -- push_async: statuses wait in per-key FIFO queues (key = merchant_order_id), and
 -- at most max_in_flight timers drain them. A drainer takes one status of one key
 -- and puts the key back at the end of the line, so the statuses of one order are
 -- pushed one after another, in the order they were queued, while different
 -- orders go in parallel.
 
-local function report(self, status, callback, data, err, meta)
+local function report(self, order_id, callback, data, err, meta)
     if callback then
         local ok, cerr = pcall(callback, data, err, meta)
         if not ok then
@@ -325,7 +383,7 @@ local function report(self, status, callback, data, err, meta)
         end
     elseif not data then
         -- the error's text never holds a secret; the order id is the merchant's own
-        ngx.log(self.log_level, "choco.active_order push of order ", tostring(status.merchant_order_id),
+        ngx.log(self.log_level, "choco.active_order push of order ", order_id,
             " failed: ", tostring(err))
     end
 end
@@ -347,7 +405,7 @@ local function drain(premature, self, state)
         if item then
             state.queued = state.queued - 1
             state.busy[key] = true
-            local data, err = self:push(item[1])
+            local data, err = push_body(self, item[1])
             local meta
             if data then meta, err = err, nil end
             state.busy[key] = nil
@@ -356,7 +414,7 @@ local function drain(premature, self, state)
             else
                 append(state.ready, key)
             end
-            report(self, item[1], item[2], data, err, meta)
+            report(self, key, item[2], data, err, meta)
         end
     end
     state.drainers = state.drainers - 1
@@ -374,8 +432,8 @@ function Pusher:push_async(status, callback)
     if callback ~= nil and type(callback) ~= "function" then
         error("push_async expects a function or nil as the callback, not " .. type(callback), 2)
     end
-    local ok, err = self:validate(status)
-    if not ok then return nil, err end
+    local body, err = encode(self, status)
+    if not body then return nil, err end
     local state = self:_local()
     if state.queued >= self.settings.max_queued then
         return nil, errors.new("transport", "QUEUE_FULL", "push_async already holds "
@@ -388,7 +446,7 @@ function Pusher:push_async(status, callback)
         state.queues[key] = queue
         if not state.busy[key] then append(state.ready, key) end
     end
-    append(queue, { copy(status), callback })
+    append(queue, { body, callback })
     state.queued = state.queued + 1
     if state.drainers < self.settings.max_in_flight then
         local started, terr = ngx.timer.at(0, drain, self, state)

@@ -82,6 +82,14 @@ function token.new(opts)
     }, Manager)
 end
 
+--- The cached token when it needs no renewal at `now` (the manager's clock),
+--- else nil: the hot path's check, with no lock and no table. Then get() renews.
+function Manager:cached(now)
+    local cached, renew_at = self.store:get()
+    if cached and renew_at and now < renew_at then return cached end
+    return nil
+end
+
 --- A token to send. `ctx` is passed through to fetch (deadline, attempt).
 --- Returns token | nil, err.
 function Manager:get(ctx)

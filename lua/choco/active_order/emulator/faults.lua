@@ -6,7 +6,6 @@
 -- `commit = true` (processed, then the answer is lost or broken), which lets a
 -- test tell "the gateway never saw it" from "the gateway applied it but the
 -- answer went missing". `delay` and `trickle` always answer normally, late.
--- luacheck: globals ngx
 
 local reply = require "choco.active_order.emulator.reply"
 

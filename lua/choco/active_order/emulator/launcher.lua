@@ -320,7 +320,7 @@ local function spawn(o, prefix, port, tls, root)
     local conf = nginx_conf(o, prefix, port, root, tls)
     assert(write_file(prefix .. "/conf/nginx.conf", conf))
     local script = WRAPPER:format(shell_quote(prefix), shell_quote(o.nginx or os.getenv("AO_NGINX") or NGINX),
-        o.keep_prefix and ":" or 'rm -rf "$P"')
+        o.keep_prefix and ":" or 'if [ -e "$P/logs/started" ]; then rm -rf "$P"; fi')
     local wrapper = io.popen(script, "r")
     if not wrapper then return nil, "cannot run sh" end
     local pid = tonumber((wrapper:read("*l") or ""):match("%d+"))
@@ -335,13 +335,20 @@ local function spawn(o, prefix, port, tls, root)
     while socket.gettime() < deadline do
         if not process_alive(pid) then break end
         if tonumber((read_file(pid_file) or ""):match("%d+")) == pid and accepts(port) then
+            -- from now on the wrapper removes the prefix when nginx ends; before,
+            -- the logs stay for the error message below
+            write_file(prefix .. "/logs/started", "")
             return setmetatable({ pid = pid, wrapper = wrapper }, Emulator)
         end
         socket.sleep(0.02)
     end
-    local log = tail(prefix .. "/logs/error.log", 15)
     if process_alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
     wrapper:close()
+    os.remove(pid_file)
+    -- nginx reports what stops it early on stderr, later in its error log
+    local log = tail(prefix .. "/logs/error.log", 15)
+    local stdio = read_file(prefix .. "/logs/nginx.stdio.log")
+    if stdio and stdio:find("%S") then log = log .. "\n" .. tail(prefix .. "/logs/nginx.stdio.log", 10) end
     return nil, "nginx did not start on 127.0.0.1:" .. port .. "; error log:\n" .. log
 end
 
@@ -502,14 +509,13 @@ function launcher.main(argv)
     -- The shell prints the URL once its trap is set, so a Ctrl-C that follows
     -- the URL can never land in this process before the shell exists.
     io.stdout:flush()
-    run("trap 'exit 0' INT TERM HUP; printf '%s\\n' " .. shell_quote(emu.url)
+    local wait = "trap 'exit 0' INT TERM HUP; printf '%s\\n' " .. shell_quote(emu.url)
         .. (emu.ca_file and (" " .. shell_quote(emu.ca_file)) or "")
-        .. "; while kill -0 " .. emu.pid .. " 2>/dev/null; do sleep 1 & wait $!; done")
-    local died = process_alive(emu.pid) == false and not emu.stopped
-    local log = died and emu:error_log_tail(10)
+        .. "; while kill -0 " .. emu.pid .. " 2>/dev/null; do sleep 1 & wait $!; done; exit 3"
+    local signalled = run(wait)
     emu:stop()
-    if died and log and log:find("%[emerg%]") then
-        io.stderr:write("choco-active-order emulator: nginx stopped:\n", log, "\n")
+    if not signalled then
+        io.stderr:write("choco-active-order emulator: nginx stopped on its own\n")
         return 1
     end
     return 0

@@ -6,6 +6,7 @@
 -- luacheck: read globals ngx
 
 local cjson = require "cjson.safe"
+local array = require("choco.active_order.emulator.reply").array
 
 local find, sub, concat = string.find, string.sub, table.concat
 
@@ -54,6 +55,15 @@ function state.revoke(token)
     return #keys
 end
 
+-- ngx.now() changes once per event-loop turn, which many requests share under
+-- load: format it once per value.
+local last_now, last_now_text
+local function now_seconds()
+    local now = ngx.now()
+    if now ~= last_now then last_now, last_now_text = now, string.format("%.3f", now) end
+    return last_now_text
+end
+
 --- Record one accepted status. Returns the order's {id, created_at, count}.
 function state.record(merchant_order_id, external_status, encoding, body, warnings, now_text)
     local okey = "o:" .. merchant_order_id
@@ -69,12 +79,11 @@ function state.record(merchant_order_id, external_status, encoding, body, warnin
     end
     local n = orders:incr("n:" .. merchant_order_id, 1, 0)
     local seq = meta:incr("seq", 1, 0)
-    local entry = concat({ ngx.now(), seq, external_status, encoding,
+    local entry = concat({ now_seconds(), seq, external_status, encoding,
         warnings and concat(warnings, "\30") or "", body }, "\t")
     orders:set("h:" .. merchant_order_id .. ":" .. n, entry)
     local cap = state.history_cap
     if cap and n > cap then orders:delete("h:" .. merchant_order_id .. ":" .. (n - cap)) end
-    meta:incr("accepted", 1, 0)
     local tab = find(info, "\t", 1, true)
     return { id = tonumber(sub(info, 1, tab - 1)), created_at = sub(info, tab + 1), count = n }
 end
@@ -108,7 +117,7 @@ function state.order(merchant_order_id, decode)
             for w in f[5]:gmatch("[^\30]+") do warnings[#warnings + 1] = w end
             history[#history + 1] = {
                 at = tonumber(f[1]), seq = tonumber(f[2]), status = f[3], encoding = f[4],
-                warnings = setmetatable(warnings, cjson.array_mt), body = decode(f[4], f[6]), raw = f[6],
+                warnings = array(warnings), body = decode(f[4], f[6]), raw = f[6],
             }
         end
     end
@@ -121,7 +130,7 @@ function state.order(merchant_order_id, decode)
         dropped = n - #history,
         last = last and last.status or cjson.null,
         last_body = last and last.body or cjson.null,
-        history = setmetatable(history, cjson.array_mt),
+        history = array(history),
     }
 end
 
@@ -132,7 +141,7 @@ function state.order_ids()
         if sub(key, 1, 2) == "o:" then ids[#ids + 1] = sub(key, 3) end
     end
     table.sort(ids)
-    return setmetatable(ids, cjson.array_mt)
+    return array(ids)
 end
 
 --- Fault queues, one per endpoint, consumed in order.
@@ -157,7 +166,7 @@ function state.summary()
         connections = counter("connections"),
         tokens_issued = counter("tokens_issued"),
         orders = counter("orders"),
-        accepted = counter("accepted"),
+        accepted = counter("seq"),   -- every accepted status takes the next arrival number
         rejected = {
             auth = counter("rejected:auth"), validation = counter("rejected:validation"),
             bad_request = counter("rejected:bad_request"),

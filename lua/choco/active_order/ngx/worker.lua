@@ -68,6 +68,9 @@ local function raised(what, message)
     return { kind = "config", code = "RAISED", message = what .. " raised: " .. tostring(message) }
 end
 
+-- statuses one task carries at most, per configuration: the size of its multi handle
+local batch_sizes = {}
+
 -- The client of configuration `id` in this VM, made on first use.
 local function client_for(id, config)
     local client = clients[id]
@@ -77,34 +80,145 @@ local function client_for(id, config)
     if not ok then return nil, raised("creating the client", made) end
     if not made then return nil, err end
     clients[id] = made
+    batch_sizes[id] = config.batch_max
     return made
 end
 
---- push_batch(id, config, statuses) -> results | NEED_CONFIG | false, err
---- One thread task carries one status or several: they are pushed one after
---- another on this VM's connection, in the order given (so two statuses of one
---- order in a batch keep their order). id names the configuration; config is
---- sent only when this VM asked for it.
---- results[i] = { true, data, meta } or { false, err }.
-function worker.push_batch(id, config, statuses)
+local function config_batch_max(id, n)
+    return math.max(batch_sizes[id] or n, n)
+end
+
+-- Fields of meta, in the order push_bodies flattens them (one table per
+-- result would cost the event loop a table copy each).
+worker.META_FIELDS = { "attempts", "duration", "http_status", "time_total", "time_connect", "new_connections" }
+local META_FIELDS = worker.META_FIELDS
+local META_WIDTH = #META_FIELDS
+
+local retry = require "choco.active_order.retry"
+local ceil, min, max = math.ceil, math.min, math.max
+local STATUS_PATH = require("choco.active_order.client").STATUS_PATH
+
+local function store_meta(metas, i, meta, extra_attempts, started, clock)
+    local k = (i - 1) * META_WIDTH
+    for f = 1, META_WIDTH do metas[k + f] = meta[META_FIELDS[f]] or false end
+    if extra_attempts > 0 then
+        metas[k + 1] = metas[k + 1] + extra_attempts
+        metas[k + 2] = clock() - started
+    end
+end
+
+-- The client's own attempt loop for body i (token, retries, one renewal on a
+-- 401). extra_attempts: the attempts already made for it in this task.
+local function send_alone(client, bodies, i, datas, metas, errs, extra_attempts, started)
+    local ok, data, meta = pcall(client._send_status, client, bodies[i])
+    if not ok then
+        datas[i], errs[i] = false, raised("push", data)
+    elseif data == nil then
+        if extra_attempts > 0 and type(meta) == "table" then
+            meta.attempts = (meta.attempts or 0) + extra_attempts
+            meta.duration = client.clock() - started
+        end
+        datas[i], errs[i] = false, meta
+    else
+        datas[i] = data
+        store_meta(metas, i, meta, extra_attempts, started, client.clock)
+    end
+end
+
+-- First attempts of n bodies at once over the client's multi handle (kept
+-- across tasks, so its connections stay alive). Returns the indices whose
+-- attempt failed in a way the client's attempt loop should go on with, and
+-- the pause the retry policy asks before that.
+local function first_attempts(client, tok, bodies, n, datas, metas, errs, started, multi)
+    local clock, policy = client.clock, client.policy
+    local headers = client.headers_for(tok)
+    local timeout = min(client.timeout, policy.deadline)
+    local timeout_ms, connect_ms = ceil(timeout * 1000), ceil(min(client.connect_timeout, timeout) * 1000)
+    local url = client.status_url
+    for i = 1, n do multi:add(i, "PUT", url, headers, bodies[i], timeout_ms, connect_ms) end
+    local again, pause, rejected = {}, 0, false
+    local left = n
+    while left > 0 do
+        local finished = multi:perform(1000)
+        for j = 1, #finished do
+            local d = finished[j]
+            local i, res = d.id, d.res
+            left = left - 1
+            local data, err
+            if res then
+                data, err = client:_status_outcome(res)
+            else
+                err = client:_transport_error(d.err, "PUT", STATUS_PATH)
+            end
+            local now = clock()
+            if data then
+                datas[i] = data
+                local k = (i - 1) * META_WIDTH
+                metas[k + 1], metas[k + 2], metas[k + 3] = 1, now - started, res.status
+                metas[k + 4], metas[k + 5] = res.time_total or false, res.time_connect or false
+                metas[k + 6] = res.new_connections or false
+            elseif res and res.status == 401 and client.tokens:rejected(tok) then
+                -- renewed once by whichever status asks for the token first
+                rejected = true
+                again[#again + 1] = i
+            else
+                local delay, reason = retry.next_delay(policy, err, 1, now - started)
+                if delay then
+                    pause = max(pause, delay)
+                    again[#again + 1] = i
+                else
+                    err.attempts, err.duration = 1, now - started
+                    if err.retryable and reason and reason ~= "not_retryable" then err.gave_up = reason end
+                    datas[i], errs[i] = false, err
+                end
+            end
+        end
+    end
+    if rejected then pause = 0 end
+    return again, pause
+end
+
+--- push_bodies(id, config, bodies) -> datas, metas, errs | NEED_CONFIG | false, err
+--- One thread task carries one status or several, already validated and
+--- encoded on the event loop (a string crosses into a thread for the price of
+--- one copy; a status table costs a walk of every field). Their first attempts
+--- go out together over the client's multi handle (the event loop never puts
+--- two statuses of one order in a task); a status whose first attempt fails in
+--- a way worth retrying then goes through the client's own attempt loop
+--- (token renewal, retry policy), after the pause the policy asks for. id names
+--- the configuration; config is sent only when this VM asked for it.
+--- datas[i] is the gateway's data or false; metas holds META_WIDTH numbers per
+--- status, flat; errs[i] is the plain error of a failed one.
+function worker.push_bodies(id, config, bodies)
     local client, err = client_for(id, config)
     if not client then
         if err == worker.NEED_CONFIG then return err end
         return false, err
     end
-    local results = {}
-    local push = client.push
-    for i = 1, #statuses do
-        local ok, data, meta = pcall(push, client, statuses[i])
-        if not ok then
-            results[i] = { false, raised("push", data) }
-        elseif data == nil then
-            results[i] = { false, meta }
-        else
-            results[i] = { true, data, meta }
-        end
+    local datas, metas, errs = {}, {}, {}
+    local n = #bodies
+    local started = client.clock()
+    local tok = n > 1 and client.tokens:cached(started)
+    if not tok then
+        -- nothing to overlap, or the token needs renewing: the attempt loop does it
+        for i = 1, n do send_alone(client, bodies, i, datas, metas, errs, 0, started) end
+        return datas, metas, errs
     end
-    return results
+    local multi = client:_batch_multi(config_batch_max(id, n))
+    local ok, again, pause = pcall(first_attempts, client, tok, bodies, n, datas, metas, errs, started, multi)
+    client:_batch_multi_done(multi, ok)
+    if not ok then
+        -- a raise inside (a bug, not the gateway): every status not yet settled gets it
+        for i = 1, n do
+            if datas[i] == nil then datas[i], errs[i] = false, raised("push", again) end
+        end
+        return datas, metas, errs
+    end
+    if #again > 0 then
+        if pause > 0 then client.sleep(pause) end
+        for j = 1, #again do send_alone(client, bodies, again[j], datas, metas, errs, 1, started) end
+    end
+    return datas, metas, errs
 end
 
 --- How many clients this VM holds (for specs: shows that VMs are reused).
