@@ -19,7 +19,7 @@ local socket = require "socket"
 local lib = require "bench.lib"
 
 local args = { seconds = 5, rounds = 2, threads = 2, connections = 16, json = false,
-               app_workers = 1, app_threads = 4, emulator_workers = 1, batch = 0 }
+               app_workers = 1, app_threads = 2, emulator_workers = 1, batch = 0 }
 do
     local argv = { ... }
     local i = 1
@@ -128,11 +128,19 @@ local ok, err = pcall(function()
     -- alternate the three, best of `rounds` each: a burst of load elsewhere on
     -- the machine then hurts no figure alone
     local best = { app = 0, direct = 0, relay = 0, webhook = 0 }
+    -- connections the app opened to the gateway per 1000 pushes: 0 when every
+    -- one is kept alive (a reopened connection costs both sides a handshake)
+    local app_pushes, app_connections = 0, 0
     for _ = 1, args.rounds do
         best.direct = math.max(best.direct, wrk(dir, "direct", "PUT", emu.url .. path, put, put_headers))
         best.relay = math.max(best.relay, wrk(dir, "relay", "PUT", relay_url .. path, put, put_headers))
+        local before = emu:state()
         best.app = math.max(best.app, wrk(dir, "app", "POST", app.url .. "/push", put,
             { ["Content-Type"] = "application/json" }))
+        local after = emu:state()
+        app_pushes = app_pushes + after.requests.status - before.requests.status
+        -- the control requests reading the state open one connection each
+        app_connections = app_connections + after.connections - before.connections - 1
         best.webhook = math.max(best.webhook, wrk(dir, "webhook", "POST", app.url .. "/orders/BENCH-1/state?wait=1",
             event, { ["Content-Type"] = "application/json" }))
     end
@@ -152,6 +160,7 @@ local ok, err = pcall(function()
         wrk = ("-t%d -c%d -d%ds, best of %d"):format(args.threads, args.connections, args.seconds, args.rounds),
         app_workers = args.app_workers, app_threads = args.app_threads, emulator_workers = args.emulator_workers,
         app_batch_max = args.batch > 0 and args.batch or 8,
+        app_new_connections_per_1000 = app_pushes > 0 and 1000 * app_connections / app_pushes or 0,
     }
     print(("OpenResty push (wrk %s)"):format(figures.wrk))
     print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(best.direct))
@@ -160,6 +169,10 @@ local ok, err = pcall(function()
         :format(best.app, figures.app_ratio))
     print(("  webhook app webhook ?wait=1      %9.0f req/s   %.2f   (rules + push)")
         :format(best.webhook, figures.webhook_ratio))
+    print(("  app workers %d, thread_pool threads %d, batch_max %d; emulator workers %d;"
+        .. " %.1f gateway connections opened per 1000 pushes")
+        :format(args.app_workers, args.app_threads, figures.app_batch_max, args.emulator_workers,
+            figures.app_new_connections_per_1000))
     local wrk_args = ("wrk -t%d -c%d"):format(args.threads, args.connections)
     figures.bench = nil
     lib.emit("openresty", {

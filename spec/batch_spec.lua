@@ -26,11 +26,7 @@ local function status(order_id, step)
     }
 end
 
-local function monotonic()
-    local core = require "choco.active_order.core"
-    if core.monotonic then return core.monotonic() end
-    return require("socket").gettime()
-end
+local monotonic = require("choco.active_order.core").monotonic
 
 describe("client:push_many", function()
     local emu

@@ -45,11 +45,7 @@ local function assert_error_form(err, kind, code)
     assert.equal(kind .. "/" .. err.code .. ": ", line:sub(1, #kind + #err.code + 3))
 end
 
-local function monotonic()
-    local ok, core = pcall(require, "choco.active_order.core")
-    if ok and core.monotonic then return core.monotonic() end
-    return require("socket").gettime()
-end
+local monotonic = require("choco.active_order.core").monotonic
 
 describe("client:push under faults", function()
     local emu

@@ -25,11 +25,7 @@ local function example(order_id)
     }
 end
 
-local function sleep(seconds)
-    local ok, core = pcall(require, "choco.active_order.core")
-    if ok and core.sleep then return core.sleep(seconds) end
-    require("socket").sleep(seconds)
-end
+local sleep = require("choco.active_order.core").sleep
 
 describe("the token", function()
     local emu
@@ -151,7 +147,7 @@ describe("the token", function()
         -- the client's clock runs ahead by `skew`: it can be put inside the renewal
         -- window (the last 0.2 s of 2) without waiting, while the emulator still takes the token
         local skew = 0
-        local real = require("choco.active_order.core").monotonic or require("socket").gettime
+        local real = require("choco.active_order.core").monotonic
         local shared = token.memory_store()
         local a = new_client { token_store = shared, clock = function() return real() + skew end }
         assert(a:push(example()))

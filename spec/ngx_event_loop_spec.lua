@@ -40,6 +40,27 @@ local CONFIG_LOCATION = [[
                 ngx.say("tostring: ", tostring(p))
             }
         }
+        location = /spec/together {
+            content_by_lua_block {
+                -- eight pushes at once from one handler: they go to one thread task
+                local app = require "app"
+                local threads, lines = {}, {}
+                for i = 1, 8 do
+                    threads[i] = ngx.thread.spawn(function()
+                        local status = assert(app.render({ state = "new", order_id = "tog-" .. i, user_id = 5 }))
+                        local data, meta = app.pusher():push(status)
+                        if data then return "ok " .. meta.attempts .. " " .. meta.http_status end
+                        return "failed " .. meta.code .. " " .. tostring(meta.attempts)
+                    end)
+                end
+                for i = 1, 8 do
+                    local _, line = ngx.thread.wait(threads[i])
+                    lines[#lines + 1] = line
+                end
+                table.sort(lines)
+                ngx.say(table.concat(lines, ","))
+            }
+        }
 ]]
 
 describe("choco.active_order.ngx in nginx (one worker process)", function()
@@ -104,6 +125,21 @@ describe("choco.active_order.ngx in nginx (one worker process)", function()
         assert.is_true(waited >= 2, "the push came back after " .. waited .. " s, before the gateway's delay")
         assert.is_true(cjson.decode(body).pushed)
         assert.are.equal("created", emu:history("slow-1").last)
+    end)
+
+    it("sends statuses that wait together, retrying the one the gateway turned away for a moment", function()
+        assert.are.equal(200, (app:request("POST", "/orders/warm/state?wait=1", event("new"))))
+        local before = emu:state().requests.status
+        emu:faults("status", { { kind = "http", status = 503 }, { kind = "http", status = 400 } })
+        local status, body = app:request("GET", "/spec/together")
+        assert.are.equal(200, status, body)
+        -- the 503 is retried (a second attempt), the 400 is final at once
+        assert.matches("^failed API_ERROR_%d+ 1,ok 1 200,ok 1 200,ok 1 200,ok 1 200,ok 1 200,ok 1 200,ok 2 200\n$", body)
+        assert.are.equal(before + 9, emu:state().requests.status)
+        for i = 1, 8 do
+            local h = emu:history("tog-" .. i)
+            assert.is_true(h == nil or h.count == 1, "tog-" .. i .. " landed more than once")
+        end
     end)
 
     it("returns the library's error values across the thread boundary", function()

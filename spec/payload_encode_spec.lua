@@ -351,5 +351,23 @@ describe("payload encode", function()
             collectgarbage()
             collectgarbage()
         end)
+
+        it("keeps options compiled before the C module was loaded again", function()
+            -- The walk recognises keys by the address of this state's own copy of each name;
+            -- a second load must not replace those copies while older options point at them.
+            local options = core.compile_options { statuses = { "created" } }
+            package.loaded["choco.active_order.core"] = nil
+            local again = require "choco.active_order.core"
+            package.loaded["choco.active_order.core"] = core
+            for _ = 1, 3 do collectgarbage() end
+            assert.are.equal(EXAMPLE_BYTES, (again.encode(example(), options)))
+            assert.are.equal(EXAMPLE_BYTES, (core.encode(example(), options)))
+            local status = example()
+            status.user_ix, status.user_id = status.user_id, nil
+            local ok, problems = again.validate(status, options)
+            assert.is_nil(ok)
+            assert.are.equal("user_ix", problems[1].field)
+            assert.are.equal("unknown_field", problems[1].code)
+        end)
     end)
 end)

@@ -7,6 +7,8 @@ local emulator = require "spec.support.emulator"
 local socket = require "socket"
 
 local NGINX = "/usr/sbin/nginx"
+-- A request's whole-transfer limit: under valgrind a TLS handshake alone can take seconds.
+local TIMEOUT_MS = os.getenv("AO_SANITIZED") and 30000 or 5000
 local MODULES = "/usr/lib/nginx/modules"
 
 local function sh(cmd)
@@ -151,7 +153,7 @@ describe("core.session", function()
     it("sends a PUT with its body and headers and returns the response", function()
         local s = core.session { user_agent = "ao-spec/1" }
         local res, err = s:request("PUT", server.url .. "/echo", { "X-Test: yes", "Content-Type: application/json" },
-                                   '{"a":1}', 5000, 1000)
+                                   '{"a":1}', TIMEOUT_MS, 1000)
         assert.is_nil(err)
         assert.equal(200, res.status)
         assert.equal("text/plain; charset=utf-8", res.content_type)
@@ -174,7 +176,7 @@ describe("core.session", function()
     it("switches methods on the same handle: GET, POST, HEAD, DELETE, PUT", function()
         local s = core.session()
         local function method_of(method, body)
-            local res = assert(s:request(method, server.url .. "/echo", nil, body, 5000, 1000))
+            local res = assert(s:request(method, server.url .. "/echo", nil, body, TIMEOUT_MS, 1000))
             assert.equal(200, res.status)
             return method == "HEAD" and res.body or echoed(res).method, res
         end
@@ -192,7 +194,8 @@ describe("core.session", function()
         local s = core.session()
         local opened, connection = 0, nil
         for i = 1, 200 do
-            local res = assert(s:request("PUT", server.url .. "/echo", { "X-Test: " .. i }, "body " .. i, 5000, 1000))
+            local res = assert(s:request("PUT", server.url .. "/echo", { "X-Test: " .. i }, "body " .. i,
+                                         TIMEOUT_MS, 1000))
             assert.equal(200, res.status)
             opened = opened + res.new_connections
             local seen = echoed(res)
@@ -219,7 +222,7 @@ describe("core.session", function()
 
     it("returns the raw Retry-After and the status of an error response", function()
         local s = core.session()
-        local res = assert(s:request("PUT", server.url .. "/busy", nil, "{}", 5000, 1000))
+        local res = assert(s:request("PUT", server.url .. "/busy", nil, "{}", TIMEOUT_MS, 1000))
         assert.equal(503, res.status)
         assert.equal("3", res.retry_after)
         assert.equal("application/json", res.content_type)
@@ -229,14 +232,14 @@ describe("core.session", function()
 
     it("does not follow redirects", function()
         local s = core.session()
-        local res = assert(s:request("GET", server.url .. "/redirect", nil, nil, 5000, 1000))
+        local res = assert(s:request("GET", server.url .. "/redirect", nil, nil, TIMEOUT_MS, 1000))
         assert.equal(302, res.status)
         s:close()
     end)
 
     it("reports COULDNT_CONNECT for a closed port", function()
         local s = core.session()
-        local res, err = s:request("PUT", "http://127.0.0.1:" .. free_port() .. "/", nil, "{}", 5000, 1000)
+        local res, err = s:request("PUT", "http://127.0.0.1:" .. free_port() .. "/", nil, "{}", TIMEOUT_MS, 1000)
         assert.is_nil(res)
         assert.equal("COULDNT_CONNECT", err.code)
         assert.equal(7, err.curl_code)
@@ -251,14 +254,14 @@ describe("core.session", function()
         assert.is_nil(res)
         assert.equal("OPERATION_TIMEDOUT", err.code)
         assert.equal(28, err.curl_code)
-        res = assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000))
+        res = assert(s:request("GET", server.url .. "/echo", nil, nil, TIMEOUT_MS, 1000))
         assert.equal(200, res.status)
         s:close()
     end)
 
     it("reports GOT_NOTHING when the server closes without answering", function()
         local s = core.session()
-        local res, err = s:request("PUT", server.url .. "/close", nil, "{}", 5000, 1000)
+        local res, err = s:request("PUT", server.url .. "/close", nil, "{}", TIMEOUT_MS, 1000)
         assert.is_nil(res)
         assert.equal("GOT_NOTHING", err.code)
         assert.equal(52, err.curl_code)
@@ -268,10 +271,10 @@ describe("core.session", function()
     describe("response cap", function()
         it("is 1 MiB by default", function()
             local s = core.session()
-            local res = assert(s:request("GET", server.url .. "/big?bytes=1048576", nil, nil, 5000, 1000))
+            local res = assert(s:request("GET", server.url .. "/big?bytes=1048576", nil, nil, TIMEOUT_MS, 1000))
             assert.equal(1048576, #res.body)
             local err
-            res, err = s:request("GET", server.url .. "/big?bytes=1048577", nil, nil, 5000, 1000)
+            res, err = s:request("GET", server.url .. "/big?bytes=1048577", nil, nil, TIMEOUT_MS, 1000)
             assert.is_nil(res)
             assert.equal("TOO_LARGE", err.code)
             s:close()
@@ -280,13 +283,13 @@ describe("core.session", function()
         it("is configurable, and applies with or without a Content-Length", function()
             local s = core.session { max_response_bytes = 1000 }
             for _, query in ipairs { "bytes=5000", "bytes=5000&length=1", "bytes=5000000" } do
-                local res, err = s:request("GET", server.url .. "/big?" .. query, nil, nil, 5000, 1000)
+                local res, err = s:request("GET", server.url .. "/big?" .. query, nil, nil, TIMEOUT_MS, 1000)
                 assert.is_nil(res, query)
                 assert.equal("TOO_LARGE", err.code, query)
                 assert.equal("response larger than 1000 bytes", err.message)
                 assert.is_number(err.curl_code)
             end
-            local res = assert(s:request("GET", server.url .. "/big?bytes=1000", nil, nil, 5000, 1000))
+            local res = assert(s:request("GET", server.url .. "/big?bytes=1000", nil, nil, TIMEOUT_MS, 1000))
             assert.equal(1000, #res.body)
             s:close()
         end)
@@ -294,7 +297,7 @@ describe("core.session", function()
 
     it("only speaks HTTP and HTTPS", function()
         local s = core.session()
-        local res, err = s:request("GET", "file:///etc/hostname", nil, nil, 5000, 1000)
+        local res, err = s:request("GET", "file:///etc/hostname", nil, nil, TIMEOUT_MS, 1000)
         assert.is_nil(res)
         assert.equal("UNSUPPORTED_PROTOCOL", err.code)
         assert.equal(1, err.curl_code)
@@ -304,7 +307,7 @@ describe("core.session", function()
     describe("TLS", function()
         it("refuses a self-signed certificate by default", function()
             local s = core.session()
-            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000)
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000)
             assert.is_nil(res)
             assert.equal("PEER_FAILED_VERIFICATION", err.code)
             assert.equal(60, err.curl_code)
@@ -315,7 +318,7 @@ describe("core.session", function()
             local s = core.session { ca_file = server.ca_file }
             local opened = 0
             for _ = 1, 20 do
-                local res = assert(s:request("PUT", server.tls_url .. "/echo", nil, "{}", 5000, 1000))
+                local res = assert(s:request("PUT", server.tls_url .. "/echo", nil, "{}", TIMEOUT_MS, 1000))
                 assert.equal(200, res.status)
                 opened = opened + res.new_connections
             end
@@ -325,14 +328,14 @@ describe("core.session", function()
 
         it("accepts it with allow_insecure_tls", function()
             local s = core.session { allow_insecure_tls = true }
-            local res = assert(s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000))
+            local res = assert(s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000))
             assert.equal(200, res.status)
             s:close()
         end)
 
         it("reports a missing ca_file", function()
             local s = core.session { ca_file = server.prefix .. "/missing.pem" }
-            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, 5000, 1000)
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000)
             assert.is_nil(res)
             assert.equal("SSL_CACERT_BADFILE", err.code)
             s:close()
@@ -347,14 +350,14 @@ describe("core.session", function()
             s:close()
             assert.is_true(s:is_closed())
             assert.matches("closed", tostring(s))
-            assert.has_error(function() s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000) end,
+            assert.has_error(function() s:request("GET", server.url .. "/echo", nil, nil, TIMEOUT_MS, 1000) end,
                              "session is closed")
         end)
 
         it("is freed by the garbage collector, open or closed", function()
             for i = 1, 50 do
                 local s = core.session { ca_file = server.ca_file, proxy = "", user_agent = "gc" }
-                if i % 2 == 0 then assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000)) end
+                if i % 2 == 0 then assert(s:request("GET", server.url .. "/echo", nil, nil, TIMEOUT_MS, 1000)) end
                 if i % 3 == 0 then s:close() end
             end
             collectgarbage()
@@ -374,23 +377,24 @@ describe("core.session", function()
                 return setmetatable({}, { __gc = f })
             end
             local url = server.url .. "/echo"
-            local expected = echoed(assert(core.session():request("GET", url, nil, nil, 5000, 1000)))
-            local closed_inside = 0
+            local expected = echoed(assert(core.session():request("GET", url, nil, nil, TIMEOUT_MS, 1000)))
             collectgarbage("setpause", 0)
             collectgarbage("setstepmul", 1000)
-            for _ = 1, 40 do
+            for _ = 1, 10 do
                 local s = core.session()
-                local inside = false
-                for _ = 1, 200 do
-                    finalizable(function()
+                local inside, closed_here = false, false
+                local doomed = {}
+                for i = 1, 200 do
+                    doomed[i] = finalizable(function()
                         if inside and not s:is_closed() then
                             s:close()
-                            closed_inside = closed_inside + 1
+                            closed_here = true
                         end
                     end)
                 end
+                for i = 1, #doomed do doomed[i] = false end   -- garbage from here on, finalized meanwhile
                 inside = true
-                local ok, res = pcall(s.request, s, "GET", url, nil, nil, 5000, 1000)
+                local ok, res = pcall(s.request, s, "GET", url, nil, nil, TIMEOUT_MS, 1000)
                 inside = false
                 if ok then
                     assert.equal(200, res.status)
@@ -399,12 +403,13 @@ describe("core.session", function()
                     -- Closed before the transfer started (Lua 5.1 and LuaJIT allocate there too).
                     assert.matches("session is closed", res)
                 end
-                assert.is_true(s:is_closed() or closed_inside == 0)
+                assert.is_true(s:is_closed() or not closed_here)
             end
             collectgarbage("setpause", 200)
             collectgarbage("setstepmul", 200)
             collectgarbage()
-            print("closed inside " .. closed_inside)
+            -- How often the close lands inside the request depends on the collector (nearly
+            -- always on 5.3, rarely elsewhere); what must hold every time is asserted above.
         end)
 
         if _VERSION == "Lua 5.4" then
@@ -471,7 +476,7 @@ describe("core.session", function()
 
         it("and the session stays usable afterwards", function()
             pcall(s.request, s, "GET", url, { "X: \n" }, nil, 1000, 1000)
-            local res = assert(s:request("GET", server.url .. "/echo", nil, nil, 5000, 1000))
+            local res = assert(s:request("GET", server.url .. "/echo", nil, nil, TIMEOUT_MS, 1000))
             assert.equal(200, res.status)
         end)
     end)
@@ -501,7 +506,7 @@ describe("core.session against the gateway emulator", function()
         local before = emu:state().connections
         local opened = 0
         for _ = 1, 300 do
-            local res = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+            local res = assert(s:request("PUT", url, headers, BODY, TIMEOUT_MS, 1000))
             assert.equal(200, res.status, res.body)
             assert.matches("^application/json", res.content_type)
             opened = opened + res.new_connections
@@ -518,7 +523,7 @@ describe("core.session against the gateway emulator", function()
         local s = core.session(options)
         local res, err = s:request("PUT", url, headers, BODY, timeout_ms or 5000, 1000)
         -- the session recovers from every fault on its next request
-        local after = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        local after = assert(s:request("PUT", url, headers, BODY, TIMEOUT_MS, 1000))
         assert.equal(200, after.status)
         s:close()
         return res, err
@@ -532,17 +537,17 @@ describe("core.session against the gateway emulator", function()
 
     it("close on a kept-alive connection: libcurl resends once by itself on a new connection", function()
         local s = core.session()
-        assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        assert(s:request("PUT", url, headers, BODY, TIMEOUT_MS, 1000))
         local accepted = emu:state().accepted
         emu:faults("status", { { kind = "close" } })
-        local res = assert(s:request("PUT", url, headers, BODY, 5000, 1000))
+        local res = assert(s:request("PUT", url, headers, BODY, TIMEOUT_MS, 1000))
         assert.equal(200, res.status)
         assert.equal(1, res.new_connections)
         assert.equal(accepted + 1, emu:state().accepted)
         -- twice in a row is not hidden
         emu:faults("status", { { kind = "close" }, { kind = "close" } })
         local err
-        res, err = s:request("PUT", url, headers, BODY, 5000, 1000)
+        res, err = s:request("PUT", url, headers, BODY, TIMEOUT_MS, 1000)
         assert.is_nil(res)
         assert.equal("GOT_NOTHING", err.code)
         s:close()
@@ -598,12 +603,12 @@ describe("core.session against the gateway emulator", function()
         it("refuses the emulator's certificate by default and accepts it with its CA", function()
             local tls_url = tls_emu.url .. "/orders/v2/preorder/external/status"
             local s = core.session()
-            local res, err = s:request("PUT", tls_url, headers, BODY, 5000, 1000)
+            local res, err = s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, 1000)
             assert.is_nil(res)
             assert.equal("PEER_FAILED_VERIFICATION", err.code)
             s:close()
             s = core.session { ca_file = tls_emu.ca_file }
-            res = assert(s:request("PUT", tls_url, headers, BODY, 5000, 1000))
+            res = assert(s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, 1000))
             -- the token belongs to the other emulator: the TLS handshake is what this checks
             assert.equal(401, res.status)
             s:close()

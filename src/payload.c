@@ -1614,8 +1614,17 @@ void ao_payload_register(lua_State *L)
     lua_pushcfunction(L, scratch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    push_interned_names(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, INTERNED_REG);
+    /*
+     * Never replaced once made (a second load of the module reuses it): the
+     * pointers in every options object must keep pointing at live strings,
+     * or a new string at a freed address would pass for a key.
+     */
+    lua_getfield(L, LUA_REGISTRYINDEX, INTERNED_REG);
+    if (lua_isnil(L, -1)) {
+        push_interned_names(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, INTERNED_REG);
+    }
+    lua_pop(L, 1);
 
     new_options(L);
     defaults = lua_gettop(L);

@@ -225,8 +225,14 @@ function batch.push_many(c, statuses, opts)
         end
         rec.attempt = rec.attempt + 1
         if rec.attempt > 1 then summary.retried = summary.retried + 1 end
-        local ctx = { deadline_at = min(rec.first_at + policy.deadline, batch_deadline), attempt = rec.attempt }
-        local tok, terr = tokens:get(ctx)
+        local deadline_at = min(rec.first_at + policy.deadline, batch_deadline)
+        -- the cached token needs no table and no second clock reading; a renewal does
+        local tok, terr = tokens:cached(now)
+        local renewed_now = false
+        if not tok then
+            tok, terr = tokens:get { deadline_at = deadline_at, attempt = rec.attempt }
+            renewed_now = true
+        end
         if not tok then
             rec.attempt = rec.attempt - 1 -- the status itself was not sent
             if rec.attempt > 0 then summary.retried = summary.retried - 1 end
@@ -245,20 +251,23 @@ function batch.push_many(c, statuses, opts)
             return push_front(ready, rec)
         end
         token_failures, token_failing_since = 0, nil
-        now = clock()
-        local remaining = ctx.deadline_at - now
+        if renewed_now then now = clock() end
+        local remaining = deadline_at - now
         if remaining <= 0 then
             return give_up(rec, errors.new("transport", "OPERATION_TIMEDOUT",
                 "the deadline passed before PUT " .. STATUS_PATH, { retryable = true }), now, "deadline")
         end
-        local timeout = min(c.timeout, remaining)
+        local timeout_ms, connect_timeout_ms = c.timeout_ms, c.connect_timeout_ms
+        if remaining < c.timeout then
+            timeout_ms = ceil(remaining * 1000)
+            connect_timeout_ms = min(connect_timeout_ms, timeout_ms)
+        end
         rec.token = tok
         rec.sent_at = now
         if on_request then
             pcall(on_request, { method = "PUT", path = STATUS_PATH, attempt = rec.attempt })
         end
-        multi:add(rec.index, "PUT", c.status_url, c.headers_for(tok), rec.body,
-            ceil(timeout * 1000), ceil(min(c.connect_timeout, timeout) * 1000))
+        multi:add(rec.index, "PUT", c.status_url, c.headers_for(tok), rec.body, timeout_ms, connect_timeout_ms)
         in_flight[rec.index] = rec
         running = running + 1
     end

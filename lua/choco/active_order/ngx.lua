@@ -161,6 +161,7 @@ function Pusher:_local()
         pending = { first = 1, last = 0 }, -- push calls waiting for a dispatcher
         running = 0,           -- dispatchers (timers) alive, working or idle
         idle = {},             -- dispatchers waiting for work (a stack)
+        spare = {},            -- semaphores of finished pushes, for the next ones
         queues = {},           -- key -> { first, last, [i] = { status, callback } }
         ready = { first = 1, last = 0 }, -- keys with work and no drainer on them
         busy = {},             -- key -> true while a drainer pushes one of its statuses
@@ -312,7 +313,10 @@ end
 -- Queue an encoded status for a dispatcher and wait for its result.
 local function push_body(self, body)
     local state = self:_local()
-    local item = { body = body, wake = semaphore.new(0) }
+    local spare = state.spare
+    local wake = spare[#spare]
+    if wake then spare[#spare] = nil else wake = semaphore.new(0) end
+    local item = { body = body, wake = wake }
     append(state.pending, item)
     local idle = state.idle
     local n = #idle
@@ -331,13 +335,15 @@ local function push_body(self, body)
                 { retryable = true })
         end
     end
-    local woken, werr = item.wake:wait(self.settings.queue_timeout)
+    local woken, werr = wake:wait(self.settings.queue_timeout)
     if not woken and not item.done then
         -- not yet in a thread: make sure it never goes (in one, its result is dropped)
         if not item.taken then item.abandoned = true end
         return nil, errors.new("transport", "QUEUE_TIMEOUT", "no answer from a worker thread within "
             .. self.settings.queue_timeout .. " s (" .. tostring(werr) .. ")", { retryable = true })
     end
+    -- posted once and consumed: clean for another push (one that timed out is dropped)
+    if woken and #spare < 256 then spare[#spare + 1] = wake end
     if item.err then return nil, item.err end
     return item.data, item.meta
 end
