@@ -200,7 +200,12 @@ describe("the retry policy", function()
         local _, reason = retry.next_delay(policy, retryable, 4, 0)
         assert.equal("attempts", reason)
         _, reason = retry.next_delay(policy, retryable, 1, 29.99)
-        assert.is_true(reason == nil or reason == "deadline")
+        assert.equal("deadline", reason)
+        -- a wait that leaves too little for the next attempt is not started
+        retryable.retry_after = 0
+        assert.equal(0, retry.next_delay(policy, retryable, 1, 29.8))
+        _, reason = retry.next_delay(policy, retryable, 1, 30 - retry.MIN_ATTEMPT_WINDOW / 2)
+        assert.equal("deadline", reason)
         retryable.retry_after = 2
         assert.equal(2, retry.next_delay(policy, retryable, 1, 0))
         retryable.retry_after = 31

@@ -138,6 +138,11 @@ function retry.parse_retry_after(value, now)
     return wait > 0 and wait or 0
 end
 
+-- An attempt started with less time than this left before the deadline would
+-- mostly end in a timeout of our own making, hiding the gateway's real answer
+-- (the error the caller gets is the last attempt's).
+retry.MIN_ATTEMPT_WINDOW = 0.1
+
 --- How long to wait before the next attempt after `err` ended attempt number
 --- `attempt`, `elapsed` seconds into the call; nil, reason when there is to be
 --- no next attempt ("not_retryable", "attempts", "retry_after", "deadline").
@@ -151,7 +156,7 @@ function retry.next_delay(policy, err, attempt, elapsed)
     else
         delay = retry.backoff(policy, attempt)
     end
-    if elapsed + delay >= policy.deadline then return nil, "deadline" end
+    if elapsed + delay + retry.MIN_ATTEMPT_WINDOW >= policy.deadline then return nil, "deadline" end
     return delay
 end
 
