@@ -471,12 +471,16 @@ end
 -- The attempt loop of one status PUT (also the OpenResty worker's entry point).
 -- The usual case, a cached token and one exchange, takes two clock readings and
 -- makes no table but the meta it returns.
-function Client:_send_status(body)
+-- attempts_made and started (optional) continue a call whose first attempts
+-- were made elsewhere (the OpenResty worker sends a task's first attempts
+-- together over a multi handle), so that the attempt count and the deadline
+-- stay those of the whole call.
+function Client:_send_status(body, attempts_made, started)
     local clock, policy, tokens = self.clock, self.policy, self.tokens
-    local started = clock()
+    local now = clock()
+    started = started or now
     local deadline_at = started + policy.deadline
-    local now = started
-    local attempt, renewed = 0, false
+    local attempt, renewed = attempts_made or 0, false
     while true do
         attempt = attempt + 1
         local tok, err = tokens:cached(now)

@@ -98,30 +98,23 @@ local retry = require "choco.active_order.retry"
 local ceil, min, max = math.ceil, math.min, math.max
 local STATUS_PATH = require("choco.active_order.client").STATUS_PATH
 
-local function store_meta(metas, i, meta, extra_attempts, started, clock)
+local function store_meta(metas, i, meta)
     local k = (i - 1) * META_WIDTH
     for f = 1, META_WIDTH do metas[k + f] = meta[META_FIELDS[f]] or false end
-    if extra_attempts > 0 then
-        metas[k + 1] = metas[k + 1] + extra_attempts
-        metas[k + 2] = clock() - started
-    end
 end
 
 -- The client's own attempt loop for body i (token, retries, one renewal on a
--- 401). extra_attempts: the attempts already made for it in this task.
-local function send_alone(client, bodies, i, datas, metas, errs, extra_attempts, started)
-    local ok, data, meta = pcall(client._send_status, client, bodies[i])
+-- 401), continuing the count and the deadline of the attempts already made
+-- for it in this task.
+local function send_alone(client, bodies, i, datas, metas, errs, attempts_made, started)
+    local ok, data, meta = pcall(client._send_status, client, bodies[i], attempts_made, started)
     if not ok then
         datas[i], errs[i] = false, raised("push", data)
     elseif data == nil then
-        if extra_attempts > 0 and type(meta) == "table" then
-            meta.attempts = (meta.attempts or 0) + extra_attempts
-            meta.duration = client.clock() - started
-        end
         datas[i], errs[i] = false, meta
     else
         datas[i] = data
-        store_meta(metas, i, meta, extra_attempts, started, client.clock)
+        store_meta(metas, i, meta)
     end
 end
 
