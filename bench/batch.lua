@@ -93,12 +93,7 @@ local ok, result = xpcall(function()
     for k, v in pairs(ratios) do mr[k] = lib.median(v) end
     return { median = m, ratio = mr, rounds = rates }
 end, debug.traceback)
-emu:stop()
-lib.cleanup()
-if not ok then
-    io.stderr:write("bench/batch.lua: ", tostring(result), "\n")
-    os.exit(1)
-end
+lib.finish("bench/batch.lua", emu, ok, result)
 
 local m, mr = result.median, result.ratio
 local lua = lib.interpreter()

@@ -12,26 +12,9 @@ local lib = {}
 
 lib.STATUS_PATH = "/orders/v2/preorder/external/status"
 
---- The contract's example status (a fresh table each call).
-function lib.example()
-    return {
-        merchant_order_id = "WEE-11122",
-        user_id = 1234567,
-        external_status = "created",
-        deeplinks = {
-            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
-            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
-        },
-        external_data = {
-            expired_at = "2021-10-20 16:49:36",
-            title_active_order_card = "Ожидает оплаты",
-            title_call_to_action = "К заказу",
-            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
-            need_timer = false,
-            countdown_timer = false,
-        },
-    }
-end
+--- The contract's example status (a fresh table each call); the specs' fixture,
+--- so that benches and specs send the same bytes.
+lib.example = require("spec.support.fixtures").example
 
 function lib.interpreter()
     return (rawget(_G, "jit") and _G.jit.version) or _VERSION
@@ -84,6 +67,17 @@ function lib.cleanup()
     end
 end
 
+--- After a bench's body ran under pcall/xpcall: stop its emulator, remove the
+--- scratch directory and, when the body failed, exit 1 saying why.
+function lib.finish(script, emu, ok, err)
+    emu:stop()
+    lib.cleanup()
+    if not ok then
+        io.stderr:write(script, ": ", tostring(err), "\n")
+        os.exit(1)
+    end
+end
+
 --- Monotonic seconds (the C core's clock when it has one, else LuaSocket's).
 function lib.clock()
     local ok, core = pcall(require, "choco.active_order.core")
@@ -107,7 +101,7 @@ function lib.round(x, places)
 end
 
 --- Build bench/c/NAME.c with the system's libcurl into build/bench/NAME (again
---- only when the source is newer; built aside and renamed, so that a concurrent
+--- only when it or bench/c/anchor.h is newer; built aside and renamed, so that a concurrent
 --- run never sees half a binary); returns the binary's path.
 function lib.build_anchor(name)
     local src = lib.root() .. "/bench/c/" .. name .. ".c"
@@ -116,9 +110,10 @@ function lib.build_anchor(name)
     local tmp = lib.workdir() .. "/" .. name
     local cc = os.getenv("CC") or "cc"
     local q = lib.sh_quote
-    local cmd = ("mkdir -p %s && { [ %s -nt %s ] || { %s -std=c99 -O2 -Wall -Wextra -o %s %s"
+    local header = lib.root() .. "/bench/c/anchor.h"
+    local cmd = ("mkdir -p %s && { { [ %s -nt %s ] && [ %s -nt %s ]; } || { %s -std=c99 -O2 -Wall -Wextra -o %s %s"
         .. " $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl) && mv -f %s %s; }; }")
-        :format(q(dir), q(bin), q(src), cc, q(tmp), q(src), q(tmp), q(bin))
+        :format(q(dir), q(bin), q(src), q(bin), q(header), cc, q(tmp), q(src), q(tmp), q(bin))
     assert(lib.run(cmd), "cannot build " .. src)
     return bin
 end

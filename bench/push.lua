@@ -37,25 +37,7 @@ end
 local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "cancelled" }
 local CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 
-local function example()
-    return {
-        merchant_order_id = "WEE-11122",
-        user_id = 1234567,
-        external_status = "created",
-        deeplinks = {
-            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
-            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
-        },
-        external_data = {
-            expired_at = "2021-10-20 16:49:36",
-            title_active_order_card = "Ожидает оплаты",
-            title_call_to_action = "К заказу",
-            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
-            need_timer = false,
-            countdown_timer = false,
-        },
-    }
-end
+local example = lib.example
 
 -- VmHWM: peak resident set (libraries' file-backed pages included); RssAnon:
 -- what the process itself allocated (Lua heap, libcurl's and OpenSSL's buffers).
@@ -99,19 +81,13 @@ if args.child then
     os.exit(0)
 end
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local sh_quote, write_file = lib.sh_quote, lib.write_file
 
 local function capture(cmd)
     local p = assert(io.popen(cmd, "r"))
     local out = p:read("*a")
     p:close()
     return out
-end
-
-local function write_file(path, content)
-    local f = assert(io.open(path, "wb"))
-    f:write(content)
-    f:close()
 end
 
 local root = os.getenv("AO_ROOT") or "."
@@ -241,12 +217,7 @@ wrk.headers["Authorization"] = %q
         target_many_c = 0.9,
     }
 end, debug.traceback)
-emu:stop()
-lib.cleanup()
-if not ok then
-    io.stderr:write("bench/push.lua: ", tostring(failure), "\n")
-    os.exit(1)
-end
+lib.finish("bench/push.lua", emu, ok, failure)
 
 local r = failure
 -- the rows bench/report.lua prints (one table for `make bench`; bench/lib.lua's format)

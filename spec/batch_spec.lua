@@ -2,7 +2,7 @@
 -- faults in the middle of a batch, per-order ordering in the emulator's history,
 -- results in input order, the deadline, token renewal, progress.
 
-local ao = require "choco.active_order"
+local clients = require "spec.support.clients"
 local emulator = require "spec.support.emulator"
 local errors = require "choco.active_order.errors"
 
@@ -31,21 +31,10 @@ local monotonic = require("choco.active_order.core").monotonic
 describe("client:push_many", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function() emu:reset() end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET }, function(started) emu = started end)
 
     local function new_client(extra)
-        local opts = { base_url = emu.url, client_id = "test-client", client_secret = SECRET,
-                       statuses = STATUSES, retry = FAST, timeout = 2 }
-        for k, v in pairs(extra or {}) do opts[k] = v end
-        return assert(ao.new(opts))
+        return clients.new(emu, { statuses = STATUSES, retry = FAST, timeout = 2 }, extra)
     end
 
     it("sends valid statuses, reports invalid ones unsent, results in input order", function()

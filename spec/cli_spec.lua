@@ -3,6 +3,7 @@
 -- --dry-run, --json, secrets, and pushes against the real gateway emulator.
 
 local cjson = require "cjson"
+local process = require "spec.support.process"
 
 local ROOT = assert(os.getenv("AO_ROOT"), "run through make test (AO_ROOT)")
 local LUA = os.getenv("AO_LUA") or "lua"
@@ -11,23 +12,7 @@ local DELIVERY = ROOT .. "/examples/rules/delivery.lua"
 local EVENTS = ROOT .. "/examples/events/"
 local DELIVERY_STATUSES = "created,cooking,on_the_way,delivered,cancelled"
 
-local function quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function tmpname()
-    local name = os.tmpname()
-    os.remove(name)
-    return name
-end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
+local quote, tmpname, slurp, spit = process.quote, process.tmpname, process.read, process.write
 
 -- The line where a pattern first occurs in a file, so that expectations
 -- follow the example scripts when they are edited.
@@ -38,12 +23,6 @@ local function line_of(path, needle)
         if line:find(needle, 1, true) then return n end
     end
     error(needle .. " not found in " .. path)
-end
-
-local function spit(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
 end
 
 -- Run the tool; env is a table of variables to set (the CHOCO_ ones are

@@ -3,6 +3,7 @@
 -- exhaustion, Retry-After, the overall deadline, and the form of every error.
 
 local ao = require "choco.active_order"
+local clients = require "spec.support.clients"
 local emulator = require "spec.support.emulator"
 local errors = require "choco.active_order.errors"
 
@@ -10,23 +11,12 @@ local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "can
 local SECRET = "faults-spec-secret"
 local FAST = { base_delay = 0.01, max_delay = 0.05 }
 
+-- The contract's example without its optional subtitle.
 local function example(order_id)
-    return {
-        merchant_order_id = order_id or "WEE-11122",
-        user_id = 1234567,
-        external_status = "created",
-        deeplinks = {
-            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
-            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
-        },
-        external_data = {
-            expired_at = "2021-10-20 16:49:36",
-            title_active_order_card = "Ожидает оплаты",
-            title_call_to_action = "К заказу",
-            need_timer = false,
-            countdown_timer = false,
-        },
-    }
+    local status = emulator.example()
+    status.merchant_order_id = order_id or status.merchant_order_id
+    status.external_data.subtitle_active_order_card = nil
+    return status
 end
 
 -- The form every error has, whatever its kind.
@@ -50,23 +40,10 @@ local monotonic = require("choco.active_order.core").monotonic
 describe("client:push under faults", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function() emu:reset() end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET }, function(started) emu = started end)
 
     local function new_client(extra)
-        local opts = {
-            base_url = emu.url, client_id = "test-client", client_secret = SECRET,
-            statuses = STATUSES, retry = FAST, timeout = 2,
-        }
-        for k, v in pairs(extra or {}) do opts[k] = v end
-        return assert(ao.new(opts))
+        return clients.new(emu, { statuses = STATUSES, retry = FAST, timeout = 2 }, extra)
     end
 
     -- push once with a warm token, with `faults` queued on the status endpoint

@@ -2,6 +2,7 @@
 -- success, the contract's example end to end, hooks, and keep-alive.
 
 local ao = require "choco.active_order"
+local clients = require "spec.support.clients"
 local emulator = require "spec.support.emulator"
 
 local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "cancelled" }
@@ -9,42 +10,19 @@ local SECRET = "push-spec-secret"
 
 -- The contract's example request, as a Lua table.
 local function example(order_id, external_status)
-    return {
-        merchant_order_id = order_id or "WEE-11122",
-        user_id = 1234567,
-        external_status = external_status or "created",
-        deeplinks = {
-            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
-            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
-        },
-        external_data = {
-            expired_at = "2021-10-20 16:49:36",
-            title_active_order_card = "Ожидает оплаты",
-            title_call_to_action = "К заказу",
-            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
-            need_timer = false,
-            countdown_timer = false,
-        },
-    }
+    local status = emulator.example()
+    status.merchant_order_id = order_id or status.merchant_order_id
+    status.external_status = external_status or status.external_status
+    return status
 end
 
 describe("client:push", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function() emu:reset() end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET }, function(started) emu = started end)
 
     local function new_client(extra)
-        local opts = { base_url = emu.url, client_id = "test-client", client_secret = SECRET, statuses = STATUSES }
-        for k, v in pairs(extra or {}) do opts[k] = v end
-        return assert(ao.new(opts))
+        return clients.new(emu, { statuses = STATUSES }, extra)
     end
 
     it("sends a status and returns the gateway's data with meta", function()

@@ -26,13 +26,8 @@ end
 describe("TLS", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET, tls = true }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET, tls = true, keep_state = true },
+        function(started) emu = started end)
 
     it("serves https", function()
         assert.matches("^https://", emu.url)

@@ -3,6 +3,7 @@
 -- tokens, and the pluggable store.
 
 local ao = require "choco.active_order"
+local clients = require "spec.support.clients"
 local emulator = require "spec.support.emulator"
 local token = require "choco.active_order.token"
 
@@ -30,22 +31,11 @@ local sleep = require("choco.active_order.core").sleep
 describe("the token", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET,
-                               token_ttl = 2 }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function() emu:reset() end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET, token_ttl = 2 },
+        function(started) emu = started end)
 
     local function new_client(extra)
-        local opts = { base_url = emu.url, client_id = "test-client", client_secret = SECRET, statuses = STATUSES,
-                       retry = { base_delay = 0.01, max_delay = 0.05 } }
-        for k, v in pairs(extra or {}) do opts[k] = v end
-        return assert(ao.new(opts))
+        return clients.new(emu, { statuses = STATUSES, retry = { base_delay = 0.01, max_delay = 0.05 } }, extra)
     end
 
     it("is renewed shortly before it expires (ttl 2 s: margin 0.2 s)", function()

@@ -11,17 +11,8 @@ local FORM = "application/x-www-form-urlencoded"
 describe("gateway emulator contract", function()
     local emu
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "shop-1", client_secret = "s3cret value" }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function()
-        emu:reset()
-    end)
+    emulator.use({ statuses = STATUSES, client_id = "shop-1", client_secret = "s3cret value" },
+        function(started) emu = started end)
 
     local function token_request(body, content_type)
         return emu:request("POST", "/auth/token", body, { ["content-type"] = content_type or FORM })

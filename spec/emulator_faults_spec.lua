@@ -11,19 +11,12 @@ local PATH = "/orders/v2/preorder/external/status"
 describe("gateway emulator faults", function()
     local emu, token, body
 
-    setup(function()
-        emu = emulator.start {}
+    emulator.use({}, function(started)
+        emu = started
         body = cjson.encode(emulator.example())
     end)
 
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function()
-        emu:reset()
-        token = emu:token()
-    end)
+    before_each(function() token = emu:token() end)
 
     -- One request on a fresh connection, read until the server closes it or the
     -- declared body has arrived. Returns { status, headers, body, closed_early, bytes }.

@@ -5,6 +5,7 @@
 local launcher = require "choco.active_order.emulator.launcher"
 local emulator = require "spec.support.emulator"
 local socket = require "socket"
+local q = require("spec.support.process").quote
 
 local LUA = os.getenv("AO_LUA") or "lua5.4"
 local ROOT = os.getenv("AO_ROOT") or "."
@@ -19,8 +20,6 @@ local function sh(cmd)
     local text, code = out:match("^(.*)<exit (%d+)>%s*$")
     return text, tonumber(code)
 end
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function exists(path)
     local f = io.open(path, "rb")
@@ -190,6 +189,15 @@ describe("gateway emulator launcher", function()
             }
         end
 
+        -- After a signal: nginx gone, its prefix removed; then our capture files go too.
+        local function assert_stopped_and_removed(run)
+            assert.is_true(eventually(function() return not alive(run.nginx_pid) end, 5))
+            assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
+            os.remove(run.out)
+            os.remove(run.err)
+            os.remove(run.code)
+        end
+
         it("prints usage for --help and refuses unknown options", function()
             local out, code = sh(LUA .. " " .. q(SCRIPT) .. " --help")
             assert.are.equal(0, code)
@@ -216,11 +224,7 @@ describe("gateway emulator launcher", function()
             sh("/bin/kill -INT -- -" .. run.pid)
             assert.is_true(eventually(function() return read_all(run.code):find("%d") end, 8))
             assert.are.equal("0", read_all(run.code):match("%d+"))
-            assert.is_true(eventually(function() return not alive(run.nginx_pid) end, 5))
-            assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
-            os.remove(run.out)
-            os.remove(run.err)
-            os.remove(run.code)
+            assert_stopped_and_removed(run)
             assert(ok, err)
         end)
 
@@ -234,11 +238,7 @@ describe("gateway emulator launcher", function()
                 assert.are.equal(0, code, out)
             end)
             sh("/bin/kill -TERM -- -" .. run.pid)
-            assert.is_true(eventually(function() return not alive(run.nginx_pid) end, 5))
-            assert.is_true(eventually(function() return not exists(run.prefix) end, 5))
-            os.remove(run.out)
-            os.remove(run.err)
-            os.remove(run.code)
+            assert_stopped_and_removed(run)
             assert(ok, err)
         end)
 

@@ -43,18 +43,9 @@ end
 describe("gateway emulator state", function()
     local emu, token
 
-    setup(function()
-        emu = emulator.start { client_secret = "state-secret" }
-    end)
+    emulator.use({ client_secret = "state-secret" }, function(started) emu = started end)
 
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function()
-        emu:reset()
-        token = emu:token()
-    end)
+    before_each(function() token = emu:token() end)
 
     it("keeps every accepted status of an order in arrival order, with its time", function()
         local before = os.time()

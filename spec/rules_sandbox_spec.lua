@@ -2,6 +2,7 @@
 -- string metatable cannot lead to string.dump, and an endless loop ends.
 
 local rules = require "choco.active_order.rules"
+local tmpname = require("spec.support.process").tmpname
 
 -- A valid script whose first title is `probe` (an expression evaluated in the sandbox).
 local function with_probe(probe, prelude)
@@ -30,12 +31,6 @@ local function has_problem(problems, code, words)
     local seen = {}
     for _, p in ipairs(problems) do seen[#seen + 1] = p.code .. ": " .. p.message end
     error("expected " .. code .. (words and (" " .. words) or "") .. ", got: " .. table.concat(seen, " | "), 2)
-end
-
-local function tmpname()
-    local name = os.tmpname()
-    os.remove(name)
-    return name
 end
 
 describe("the rules sandbox", function()

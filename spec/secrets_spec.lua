@@ -76,15 +76,7 @@ describe("secrets", function()
         if value then tokens_seen[#tokens_seen + 1] = value end
     end
 
-    setup(function()
-        emu = emulator.start { statuses = STATUSES, client_id = "test-client", client_secret = SECRET }
-    end)
-
-    teardown(function()
-        if emu then emu:stop() end
-    end)
-
-    before_each(function() emu:reset() end)
+    emulator.use({ statuses = STATUSES, client_secret = SECRET }, function(started) emu = started end)
 
     it("runs every failure path and collects what a caller sees", function()
         -- config errors that involve the secret or a token

@@ -11,72 +11,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <curl/curl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static size_t drop_body(char *data, size_t size, size_t count, void *userdata)
-{
-    (void)data;
-    (void)userdata;
-    return size * count;
-}
-
-static char *read_file(const char *path, long *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (*len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        data = malloc((size_t)*len + 1);
-        if (data != NULL && fread(data, 1, (size_t)*len, f) != (size_t)*len) {
-            free(data);
-            data = NULL;
-        }
-    }
-    fclose(f);
-    return data;
-}
-
-/* "20000" -> a count of requests; "3s" -> a duration in seconds. */
-static int parse_amount(const char *arg, long *count, double *seconds)
-{
-    char *end;
-    double n = strtod(arg, &end);
-
-    if (end == arg || n <= 0)
-        return -1;
-    if (strcmp(end, "s") == 0) {
-        *count = 0;
-        *seconds = n;
-        return 0;
-    }
-    if (*end != '\0' || n != (double)(long)n)
-        return -1;
-    *count = (long)n;
-    *seconds = 0;
-    return 0;
-}
+#include "anchor.h"
 
 int main(int argc, char **argv)
 {
     const char *url, *token;
-    char *body, *auth;
-    long body_len, count, done = 0, failed = 0, status;
+    long count, done = 0, failed = 0, status;
     double seconds, started, elapsed;
-    struct curl_slist *headers = NULL;
+    struct anchor_request req;
     CURL *easy;
 
     if (argc != 5 || parse_amount(argv[4], &count, &seconds) != 0) {
@@ -85,36 +27,14 @@ int main(int argc, char **argv)
     }
     url = argv[1];
     token = argv[2];
-    body = read_file(argv[3], &body_len);
-    if (body == NULL) {
-        fprintf(stderr, "cannot read %s\n", argv[3]);
+    if (anchor_request_init(&req, token, argv[3]) != 0)
         return 2;
-    }
-    auth = malloc(strlen(token) + sizeof "Authorization: Bearer ");
-    if (auth == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "out of memory\n");
-        return 2;
-    }
-    sprintf(auth, "Authorization: Bearer %s", token);
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, auth);
-    headers = curl_slist_append(headers, "Expect:");
     easy = curl_easy_init();
-    if (headers == NULL || easy == NULL) {
+    if (easy == NULL) {
         fprintf(stderr, "cannot set up libcurl\n");
         return 2;
     }
-    curl_easy_setopt(easy, CURLOPT_URL, url);
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, drop_body);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    anchor_request_set(easy, url, &req);
 
     started = now_seconds();
     for (;;) {
@@ -128,14 +48,9 @@ int main(int argc, char **argv)
         done++;
     }
     elapsed = now_seconds() - started;
-    printf("{\"anchor\":\"c_easy_loop\",\"requests\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
-           "\"requests_per_second\":%.1f}\n",
-           done, failed, elapsed, elapsed > 0 ? (double)done / elapsed : 0.0);
+    anchor_print("c_easy_loop", 0, done, failed, elapsed);
 
     curl_easy_cleanup(easy);
-    curl_slist_free_all(headers);
-    curl_global_cleanup();
-    free(auth);
-    free(body);
+    anchor_request_free(&req);
     return failed > 0 ? 1 : 0;
 }

@@ -11,74 +11,16 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <curl/curl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "anchor.h"
 
 #define MAX_IN_FLIGHT 1024
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static size_t drop_body(char *data, size_t size, size_t count, void *userdata)
-{
-    (void)data;
-    (void)userdata;
-    return size * count;
-}
-
-static char *read_file(const char *path, long *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (*len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        data = malloc((size_t)*len + 1);
-        if (data != NULL && fread(data, 1, (size_t)*len, f) != (size_t)*len) {
-            free(data);
-            data = NULL;
-        }
-    }
-    fclose(f);
-    return data;
-}
-
-/* "20000" -> a count of requests; "3s" -> a duration in seconds. */
-static int parse_amount(const char *arg, long *count, double *seconds)
-{
-    char *end;
-    double n = strtod(arg, &end);
-
-    if (end == arg || n <= 0)
-        return -1;
-    if (strcmp(end, "s") == 0) {
-        *count = 0;
-        *seconds = n;
-        return 0;
-    }
-    if (*end != '\0' || n != (double)(long)n)
-        return -1;
-    *count = (long)n;
-    *seconds = 0;
-    return 0;
-}
 
 int main(int argc, char **argv)
 {
     const char *url, *token;
-    char *body, *auth;
-    long body_len, count, in_flight = 16, started_n = 0, done = 0, failed = 0, i;
+    long count, in_flight = 16, started_n = 0, done = 0, failed = 0, i;
     double seconds, started, elapsed;
-    struct curl_slist *headers = NULL;
+    struct anchor_request req;
     CURL *handles[MAX_IN_FLIGHT];
     CURLM *multi;
     int running = 1;
@@ -90,23 +32,10 @@ int main(int argc, char **argv)
     }
     url = argv[1];
     token = argv[2];
-    body = read_file(argv[3], &body_len);
-    if (body == NULL) {
-        fprintf(stderr, "cannot read %s\n", argv[3]);
+    if (anchor_request_init(&req, token, argv[3]) != 0)
         return 2;
-    }
-    auth = malloc(strlen(token) + sizeof "Authorization: Bearer ");
-    if (auth == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "out of memory\n");
-        return 2;
-    }
-    sprintf(auth, "Authorization: Bearer %s", token);
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, auth);
-    headers = curl_slist_append(headers, "Expect:");
     multi = curl_multi_init();
-    if (headers == NULL || multi == NULL) {
+    if (multi == NULL) {
         fprintf(stderr, "cannot set up libcurl\n");
         return 2;
     }
@@ -117,16 +46,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot set up libcurl\n");
             return 2;
         }
-        curl_easy_setopt(easy, CURLOPT_URL, url);
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, drop_body);
-        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
-        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+        anchor_request_set(easy, url, &req);
         handles[i] = easy;
     }
 
@@ -164,16 +84,11 @@ int main(int argc, char **argv)
             break;
     }
     elapsed = now_seconds() - started;
-    printf("{\"anchor\":\"c_multi_loop\",\"in_flight\":%ld,\"requests\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
-           "\"requests_per_second\":%.1f}\n",
-           in_flight, done, failed, elapsed, elapsed > 0 ? (double)done / elapsed : 0.0);
+    anchor_print("c_multi_loop", in_flight, done, failed, elapsed);
 
     for (i = 0; i < in_flight; i++)
         curl_easy_cleanup(handles[i]);
     curl_multi_cleanup(multi);
-    curl_slist_free_all(headers);
-    curl_global_cleanup();
-    free(auth);
-    free(body);
+    anchor_request_free(&req);
     return failed > 0 || done < started_n ? 1 : 0;
 }

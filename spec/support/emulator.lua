@@ -24,6 +24,9 @@
 --   emu:request(method, path, body, headers) -> http status, body, response headers (raw HTTP)
 --   emu:lua_errors()       error-log lines that show a Lua error in the handler ({} when clean)
 --   emu:stop()             idempotent; always call it from teardown
+--
+--   emulator.use(opts, function(started) emu = started end)   in a describe block: the
+--        setup/teardown/reset-before-each above in one call (opts.keep_state: no reset)
 
 local launcher = require "choco.active_order.emulator.launcher"
 local cjson = require "cjson"
@@ -156,26 +159,30 @@ function Emulator:stop()
     end
 end
 
---- The contract's example status (a fresh copy each time).
-function emulator.example()
-    return {
-        merchant_order_id = "WEE-11122",
-        user_id = 1234567,
-        external_status = "created",
-        deeplinks = {
-            { link = "https://rahmetapp.kz/100/orders?tab=3", type = "active_order_call_to_action" },
-            { link = "https://rahmetapp.kz/100/orders?tab=5", type = "active_order_card" },
-        },
-        external_data = {
-            expired_at = "2021-10-20 16:49:36",
-            title_active_order_card = "Ожидает оплаты",
-            title_call_to_action = "К заказу",
-            subtitle_active_order_card = "Заказ отменен: товара нет в наличии",
-            need_timer = false,
-            countdown_timer = false,
-        },
-    }
+--- In the describe block that calls it: start an emulator with opts in setup
+--- (handing it to started), stop it in teardown and, unless opts.keep_state,
+--- reset it before each test. keep_state is not passed on to the launcher.
+function emulator.use(opts, started)
+    -- required here, not at the top: benches load this module outside busted
+    local busted = require "busted"
+    local start_opts = {}
+    for k, v in pairs(opts) do
+        if k ~= "keep_state" then start_opts[k] = v end
+    end
+    local emu
+    busted.setup(function()
+        emu = emulator.start(start_opts)
+        started(emu)
+    end)
+    busted.teardown(function()
+        if emu then emu:stop() end
+    end)
+    if not opts.keep_state then
+        busted.before_each(function() emu:reset() end)
+    end
 end
+
+emulator.example = require("spec.support.fixtures").example
 
 emulator.escape = escape
 
