@@ -112,6 +112,26 @@ describe("core.multi", function()
         m:close()
     end)
 
+    it("keeps every slot's connection alive between batches that drain completely", function()
+        local m = core.multi { max_in_flight = 16 }
+        local opened, next_id = 0, 1000
+        for round = 1, 6 do
+            -- a full batch, then a lone transfer: the cache must not shrink to fit the lone one
+            for _, size in ipairs { 16, 1 } do
+                for _ = 1, size do
+                    next_id = next_id + 1
+                    m:add(next_id, "PUT", url, headers, body(next_id), 5000, 1000)
+                end
+                for _, item in pairs(drain(m)) do
+                    assert.equal(200, item.res.status, "round " .. round)
+                    opened = opened + item.res.new_connections
+                end
+            end
+        end
+        assert.is_true(opened <= 16, "opened " .. opened .. " connections for 6 rounds over 16 slots")
+        m:close()
+    end)
+
     it("does not let a stalled transfer hold the others", function()
         local m = core.multi { max_in_flight = 4 }
         emu:faults("status", { { kind = "delay", ms = 4000 } })

@@ -9,6 +9,9 @@ local socket = require "socket"
 local NGINX = "/usr/sbin/nginx"
 -- A request's whole-transfer limit: under valgrind a TLS handshake alone can take seconds.
 local TIMEOUT_MS = os.getenv("AO_SANITIZED") and 30000 or 5000
+-- A TLS handshake (the system CA bundle read and parsed included) counts as
+-- connecting, and takes seconds under valgrind.
+local TLS_CONNECT_MS = os.getenv("AO_SANITIZED") and 30000 or 1000
 local MODULES = "/usr/lib/nginx/modules"
 
 local function sh(cmd)
@@ -230,6 +233,29 @@ describe("core.session", function()
         s:close()
     end)
 
+    it("sends each request to its own URL on a reused handle, the repeated URL remembered", function()
+        local s = core.session()
+        -- Same length as /echo but another path: a length-only comparison would resend /echo.
+        local plan = { "/echo", "/echo", "/ech0", "/busy", "/echo?a=1", "/echo?a=2", "/echo", "/busy" }
+        -- nginx answers a PUT to a path it has no handler for with 404 or 405
+        local expected = { [ "/echo" ] = 200, [ "/ech0" ] = 400, [ "/busy" ] = 503 }
+        for i, path in ipairs(plan) do
+            -- a fresh string each time, so only the contents can match the previous URL
+            local url = table.concat { server.url, path }
+            local res = assert(s:request("PUT", url, nil, "{}", TIMEOUT_MS, 1000))
+            local want = expected[path:match("^[^?]+")]
+            assert.equal(want, want == 400 and res.status - res.status % 100 or res.status,
+                         "request " .. i .. " to " .. path)
+            if res.status == 503 then
+                assert.equal("3", res.retry_after)
+            else
+                assert.is_nil(res.retry_after, "a previous response's Retry-After must not leak")
+            end
+            if res.status == 200 then assert.equal("PUT", echoed(res).method) end
+        end
+        s:close()
+    end)
+
     it("does not follow redirects", function()
         local s = core.session()
         local res = assert(s:request("GET", server.url .. "/redirect", nil, nil, TIMEOUT_MS, 1000))
@@ -307,7 +333,7 @@ describe("core.session", function()
     describe("TLS", function()
         it("refuses a self-signed certificate by default", function()
             local s = core.session()
-            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000)
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, TLS_CONNECT_MS)
             assert.is_nil(res)
             assert.equal("PEER_FAILED_VERIFICATION", err.code)
             assert.equal(60, err.curl_code)
@@ -318,7 +344,7 @@ describe("core.session", function()
             local s = core.session { ca_file = server.ca_file }
             local opened = 0
             for _ = 1, 20 do
-                local res = assert(s:request("PUT", server.tls_url .. "/echo", nil, "{}", TIMEOUT_MS, 1000))
+                local res = assert(s:request("PUT", server.tls_url .. "/echo", nil, "{}", TIMEOUT_MS, TLS_CONNECT_MS))
                 assert.equal(200, res.status)
                 opened = opened + res.new_connections
             end
@@ -328,14 +354,14 @@ describe("core.session", function()
 
         it("accepts it with allow_insecure_tls", function()
             local s = core.session { allow_insecure_tls = true }
-            local res = assert(s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000))
+            local res = assert(s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, TLS_CONNECT_MS))
             assert.equal(200, res.status)
             s:close()
         end)
 
         it("reports a missing ca_file", function()
             local s = core.session { ca_file = server.prefix .. "/missing.pem" }
-            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, 1000)
+            local res, err = s:request("GET", server.tls_url .. "/echo", nil, nil, TIMEOUT_MS, TLS_CONNECT_MS)
             assert.is_nil(res)
             assert.equal("SSL_CACERT_BADFILE", err.code)
             s:close()
@@ -603,12 +629,12 @@ describe("core.session against the gateway emulator", function()
         it("refuses the emulator's certificate by default and accepts it with its CA", function()
             local tls_url = tls_emu.url .. "/orders/v2/preorder/external/status"
             local s = core.session()
-            local res, err = s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, 1000)
+            local res, err = s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, TLS_CONNECT_MS)
             assert.is_nil(res)
             assert.equal("PEER_FAILED_VERIFICATION", err.code)
             s:close()
             s = core.session { ca_file = tls_emu.ca_file }
-            res = assert(s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, 1000))
+            res = assert(s:request("PUT", tls_url, headers, BODY, TIMEOUT_MS, TLS_CONNECT_MS))
             -- the token belongs to the other emulator: the TLS handshake is what this checks
             assert.equal(401, res.status)
             s:close()

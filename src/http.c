@@ -375,7 +375,8 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
         t->retry_after_len = 0;
         return n;
     }
-    if (!has_prefix_nocase(line, n, "retry-after:"))
+    /* Most headers are dismissed on their first letter. */
+    if (n == 0 || (line[0] != 'r' && line[0] != 'R') || !has_prefix_nocase(line, n, "retry-after:"))
         return n;
     start = sizeof "retry-after:" - 1;
     end = n;
@@ -431,6 +432,8 @@ CURLcode ao_http_transfer_open(ao_http_transfer *t, const ao_http_options *o)
     ao_buffer_init(&t->response);
     t->max_response_bytes = o->max_response_bytes;
     t->header_list = NULL;
+    t->url = NULL;
+    t->url_len = 0;
     t->method[0] = '\0';
     t->body_mode = -1;
     t->timeout_ms = 0;
@@ -520,6 +523,30 @@ out_of_memory:
     return CURLE_OUT_OF_MEMORY;
 }
 
+/* Setting CURLOPT_URL makes libcurl copy it: a repeated URL is left as it is. */
+static CURLcode set_url(ao_http_transfer *t, const ao_http_request *r)
+{
+    CURLcode rc;
+    char *copy;
+
+    if (t->url != NULL && t->url_len == r->url_len && memcmp(t->url, r->url, r->url_len) == 0)
+        return CURLE_OK;
+    free(t->url);
+    t->url = NULL;
+    t->url_len = 0;
+    rc = curl_easy_setopt(t->easy, CURLOPT_URL, r->url);
+    if (rc != CURLE_OK)
+        return rc;
+    /* Without a copy the URL is simply set again next time. */
+    copy = malloc(r->url_len + 1);
+    if (copy != NULL) {
+        memcpy(copy, r->url, r->url_len + 1);
+        t->url = copy;
+        t->url_len = r->url_len;
+    }
+    return CURLE_OK;
+}
+
 static CURLcode set_method(ao_http_transfer *t, const ao_http_request *r)
 {
     CURL *easy = t->easy;
@@ -565,7 +592,8 @@ CURLcode ao_http_transfer_prepare(ao_http_transfer *t, const ao_http_request *r)
     rc = set_headers(t, r);
     if (rc == CURLE_OK)
         rc = set_method(t, r);
-    AO_SET(CURLOPT_URL, r->url);
+    if (rc == CURLE_OK)
+        rc = set_url(t, r);
     if (r->body != NULL) {
         AO_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         AO_SET(CURLOPT_POSTFIELDS, r->body);
@@ -590,6 +618,9 @@ void ao_http_transfer_close(ao_http_transfer *t)
     t->easy = NULL;
     curl_slist_free_all(t->header_list);
     t->header_list = NULL;
+    free(t->url);
+    t->url = NULL;
+    t->url_len = 0;
     ao_buffer_free(&t->response);
 }
 

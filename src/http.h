@@ -54,6 +54,8 @@ typedef struct {
     size_t max_response_bytes;
     ao_buffer response;
     struct curl_slist *header_list;   /* the caller's headers, then "Expect:" */
+    char *url;                        /* the URL last given to libcurl, NULL when none */
+    size_t url_len;
     char method[AO_HTTP_MAX_METHOD + 1];
     int body_mode;                    /* -1: nothing set yet, 0: no body, 1: body */
     long timeout_ms;

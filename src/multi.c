@@ -364,6 +364,13 @@ static int multi_new(lua_State *L)
     m->multi = curl_multi_init();
     if (m->multi == NULL)
         return luaL_error(L, "multi: cannot create a libcurl multi handle");
+    /*
+     * libcurl sizes its connection cache at four times the handles added at
+     * the moment, so the cache shrinks as a batch drains and closes the idle
+     * connections the next batch would have reused: keep one per slot.
+     */
+    if (curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->slot_count) != CURLM_OK)
+        return luaL_error(L, "multi: cannot size the connection cache");
     m->closed = 0;
     return 1;
 }
