@@ -7,7 +7,7 @@ local cjson = require "cjson.safe"
 local args = require "choco.active_order.cli.args"
 local errors = require "choco.active_order.errors"
 local rules = require "choco.active_order.rules"
-local time = require "choco.active_order.rules.time"
+local time = require "choco.active_order.time"
 
 local cli = {}
 

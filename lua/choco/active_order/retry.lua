@@ -3,6 +3,7 @@
 -- server's Retry-After), and when to stop (attempts, overall deadline).
 -- PUT of a status is idempotent, so a retry can never apply a status twice.
 
+local time = require "choco.active_order.time"
 local floor, min = math.floor, math.min
 
 local retry = {}
@@ -108,18 +109,6 @@ end
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
                  Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 
--- Days since 1970-01-01 of a civil date (proleptic Gregorian), without os.time,
--- which would read the date in the local time zone.
-local function days_from_civil(y, m, d)
-    if m <= 2 then y = y - 1 end
-    local era = floor(y / 400)
-    local yoe = y - era * 400
-    local mp = (m + 9) % 12
-    local doy = floor((153 * mp + 2) / 5) + d - 1
-    local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-    return era * 146097 + doe - 719468
-end
-
 --- Seconds to wait from a Retry-After value: delay-seconds or an HTTP-date
 --- (IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"). `now` is the wall clock
 --- in seconds since the epoch (os.time() by default). nil when unreadable.
@@ -132,7 +121,7 @@ function retry.parse_retry_after(value, now)
     local d, mon, y, hh, mm, ss =
         value:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
     if not d or not MONTHS[mon] then return nil end
-    local at = days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
+    local at = time.days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
         + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
     local wait = at - (now or os.time())
     return wait > 0 and wait or 0

@@ -7,7 +7,7 @@
 local errors = require "choco.active_order.errors"
 local template = require "choco.active_order.template"
 local sandbox = require "choco.active_order.rules.sandbox"
-local time = require "choco.active_order.rules.time"
+local time = require "choco.active_order.time"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local concat, sort, floor = table.concat, table.sort, math.floor

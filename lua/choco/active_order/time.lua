@@ -61,7 +61,7 @@ function time.offset_text(seconds)
 end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-local function days_from_civil(y, m, d)
+function time.days_from_civil(y, m, d)
     if m <= 2 then y = y - 1 end
     local era = floor(y / 400)
     local yoe = y - era * 400
@@ -118,7 +118,7 @@ function time.parse(value, offset)
         zone_offset, err = time.utc_offset(zone)
         if not zone_offset then return nil, err end
     end
-    local epoch = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - zone_offset
+    local epoch = time.days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - zone_offset
     if time.format(epoch, zone_offset):sub(1, 10) ~= string.format("%04d-%02d-%02d", y, mo, d) then
         return nil, "\"" .. value .. "\" is not a valid date"
     end
