@@ -33,7 +33,7 @@ payload.CODES = {
 payload.DEFAULTS = core.payload_defaults
 
 --- Compile an options table once: returns the compiled options, or nil and an
---- error (kind "config", code "bad_options"). Raises when opts or one of its
+--- error (kind "config", code "BAD_OPTION"). Raises when opts or one of its
 --- fields has a wrong type.
 function payload.compile(opts)
     if opts ~= nil and type(opts) ~= "table" then
@@ -41,7 +41,7 @@ function payload.compile(opts)
     end
     local compiled, message = compile_options(opts)
     if not compiled then
-        return nil, errors.new("config", "bad_options", message)
+        return nil, errors.new("config", "BAD_OPTION", message)
     end
     return compiled
 end
