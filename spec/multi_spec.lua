@@ -5,6 +5,8 @@
 local core = require "choco.active_order.core"
 local emulator = require "spec.support.emulator"
 local socket = require "socket"
+local process = require "spec.support.process"
+local free_port, read_file = process.free_port, process.read
 
 local STATUSES = { "created", "paid", "cooking", "delivering", "delivered", "cancelled" }
 
@@ -21,20 +23,7 @@ local function body(id)
         .. '"title_call_to_action":"К заказу","need_timer":false,"countdown_timer":false}}'
 end
 
-local function free_port()
-    local server = assert(socket.bind("127.0.0.1", 0))
-    local _, port = server:getsockname()
-    server:close()
-    return tonumber(port)
-end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
 local function rss_kb()
     return tonumber(read_file("/proc/self/status"):match("VmRSS:%s*(%d+)"))

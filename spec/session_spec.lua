@@ -5,6 +5,8 @@
 local core = require "choco.active_order.core"
 local emulator = require "spec.support.emulator"
 local socket = require "socket"
+local process = require "spec.support.process"
+local sh, read_file, write_file, free_port = process.run, process.read, process.write, process.free_port
 
 local NGINX = "/usr/sbin/nginx"
 -- A request's whole-transfer limit: under valgrind a TLS handshake alone can take seconds.
@@ -14,31 +16,9 @@ local TIMEOUT_MS = os.getenv("AO_SANITIZED") and 30000 or 5000
 local TLS_CONNECT_MS = os.getenv("AO_SANITIZED") and 30000 or 1000
 local MODULES = "/usr/lib/nginx/modules"
 
-local function sh(cmd)
-    local a, _, c = os.execute(cmd)
-    return a == true or a == 0 or (a == nil and c == 0)
-end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
-local function write_file(path, content)
-    local f = assert(io.open(path, "wb"))
-    f:write(content)
-    f:close()
-end
 
-local function free_port()
-    local server = assert(socket.bind("127.0.0.1", 0))
-    local _, port = server:getsockname()
-    server:close()
-    return tonumber(port)
-end
 
 local HANDLERS = [[
         location = /echo {

@@ -12,32 +12,18 @@
 --   app:stop()          always called from teardown
 
 local socket = require "socket"
+local process = require "spec.support.process"
+local run, read, write = process.run, process.read, process.write
 
 local nginx_app = {}
 
 local NGINX = os.getenv("AO_NGINX") or "/usr/sbin/nginx"
 local MODULES = "/usr/lib/nginx/modules"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = process.quote
 
-local function run(cmd)
-    local a, _, c = os.execute(cmd)
-    return a == true or a == 0 or (a == nil and c == 0)
-end
 
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-end
 
 nginx_app.ROOT = os.getenv("AO_ROOT") or "."
 

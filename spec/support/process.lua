@@ -30,4 +30,19 @@ function process.write(path, text)
     f:close()
 end
 
+--- Runs a shell command; true when it exited 0 (os.execute's result differs
+--- between Lua 5.1 and 5.2+).
+function process.run(cmd)
+    local a, _, c = os.execute(cmd)
+    return a == true or a == 0 or (a == nil and c == 0)
+end
+
+--- A TCP port on 127.0.0.1 that was free a moment ago.
+function process.free_port()
+    local server = assert(require("socket").bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    server:close()
+    return tonumber(port)
+end
+
 return process
