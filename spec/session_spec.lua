@@ -156,6 +156,49 @@ describe("core.session", function()
         s:close()
     end)
 
+    describe("proxy from the environment", function()
+        local PROXY_VARS = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                             "no_proxy", "NO_PROXY" }
+        -- A fresh interpreter (the environment is read when a session is made)
+        -- asks for a port nothing listens on; through a proxy (the spec's nginx,
+        -- which serves an absolute-form request like any other) it is answered.
+        local function fetch_through(env, session_opts)
+            local script = process.tmpname()
+            write_file(script, ([[
+local core = require "choco.active_order.core"
+local s = core.session(%s)
+local res, err = s:request("GET", "http://127.0.0.1:%d/echo", {}, nil, %d, 1000)
+io.write(res and ("status=" .. res.status .. "\n" .. res.body) or ("error=" .. err.code))
+]]):format(session_opts, free_port(), TIMEOUT_MS))
+            local unset = {}
+            for _, name in ipairs(PROXY_VARS) do unset[#unset + 1] = "-u " .. name end
+            local p = assert(io.popen("env " .. table.concat(unset, " ") .. " " .. env .. " "
+                .. process.quote(os.getenv("AO_LUA") or "lua5.4") .. " " .. process.quote(script) .. " 2>&1"))
+            local out = p:read("*a")
+            p:close()
+            os.remove(script)
+            return out
+        end
+
+        it("goes through http_proxy or all_proxy when one is set", function()
+            for _, name in ipairs { "http_proxy", "all_proxy", "ALL_PROXY" } do
+                local out = fetch_through(name .. "=" .. process.quote(server.url), "{}")
+                assert.matches("^status=200\n", out, name)
+                assert.matches("method=GET", out, name)
+            end
+        end)
+
+        it("goes straight to the server when no proxy variable is set", function()
+            assert.equal("error=COULDNT_CONNECT", fetch_through("", "{}"))
+        end)
+
+        it("ignores HTTP_PROXY, as libcurl does, and the environment when proxy = \"\"", function()
+            assert.equal("error=COULDNT_CONNECT", fetch_through("HTTP_PROXY=" .. process.quote(server.url), "{}"))
+            assert.equal("error=COULDNT_CONNECT",
+                fetch_through("http_proxy=" .. process.quote(server.url), '{ proxy = "" }'))
+        end)
+    end)
+
     it("switches methods on the same handle: GET, POST, HEAD, DELETE, PUT", function()
         local s = core.session()
         local function method_of(method, body)

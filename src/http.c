@@ -418,6 +418,28 @@ static CURLcode limit_protocols(CURL *easy)
 }
 #endif
 
+/*
+ * The variables libcurl reads to pick a proxy (it ignores HTTP_PROXY on
+ * purpose). Without one, an empty CURLOPT_PROXY means the same thing and spares
+ * libcurl reading the environment again on every request; so the environment
+ * counts as it is when the handle is made.
+ */
+static int proxy_in_environment(void)
+{
+    static const char *const names[] = {
+        "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL
+    };
+    const char *const *name;
+    const char *value;
+
+    for (name = names; *name != NULL; name++) {
+        value = getenv(*name);
+        if (value != NULL && value[0] != '\0')
+            return 1;
+    }
+    return 0;
+}
+
 #define AO_SET(opt, value) \
     do { \
         if (rc == CURLE_OK) \
@@ -465,6 +487,8 @@ CURLcode ao_http_transfer_open(ao_http_transfer *t, const ao_http_options *o)
         AO_SET(CURLOPT_CAINFO, o->ca_file);
     if (o->proxy != NULL)
         AO_SET(CURLOPT_PROXY, o->proxy);
+    else if (!proxy_in_environment())
+        AO_SET(CURLOPT_PROXY, "");
     if (o->user_agent != NULL)
         AO_SET(CURLOPT_USERAGENT, o->user_agent);
     if (rc == CURLE_OK)
