@@ -29,7 +29,7 @@ build = {
    type = "builtin",
    modules = {
       ["choco.active_order.core"] = {
-         sources = { "src/buffer.c", "src/clock.c", "src/core.c", "src/http.c", "src/multi.c", "src/payload.c", "src/session.c", "src/text.c" },
+         sources = { "src/buffer.c", "src/clock.c", "src/core.c", "src/envelope.c", "src/http.c", "src/multi.c", "src/payload.c", "src/session.c", "src/text.c" },
          defines = { "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread" },
          incdirs = { "$(CURL_INCDIR)" },

@@ -7,6 +7,10 @@
  *   - encode returns a body exactly when validate returns true;
  *   - problems are a list of {field, code, message} strings, at most 100;
  *   - a body is the same on a second encode (the reused buffer is clean).
+ * The same input, as raw bytes, also goes through the envelope check
+ * (src/envelope.c), which must not read out of bounds on any bytes and must
+ * judge consistently: the same verdict with whitespace around the body, and a
+ * success never followed by more bytes or cut short.
  * Built only on request; see fuzz/README.
  */
 #include <stdint.h>
@@ -17,6 +21,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "../src/envelope.h"
 #include "../src/payload.h"
 
 #if LUA_VERSION_NUM >= 502
@@ -155,12 +160,42 @@ static void check_problems(lua_State *L, int idx)
     }
 }
 
+/* The envelope check's promises on these bytes; abort() is how libFuzzer hears of a broken one. */
+static void check_envelope(const uint8_t *data, size_t size)
+{
+    ao_envelope_status status = ao_envelope_check((const char *)data, size);
+    char *copy = malloc(size + 2);
+
+    if (copy == NULL)
+        return;
+    copy[0] = ' ';
+    if (size > 0)
+        memcpy(copy + 1, data, size);
+    copy[size + 1] = '\n';
+    if (ao_envelope_check(copy, size + 2) != status)
+        abort();
+    if (status == AO_ENVELOPE_OK) {
+        size_t last = size;
+
+        while (last > 0 && (data[last - 1] == ' ' || data[last - 1] == '\n' || data[last - 1] == '\r'
+                            || data[last - 1] == '\t'))
+            last--;
+        if (ao_envelope_check((const char *)data, last - 1) == AO_ENVELOPE_OK)
+            abort();
+        copy[size + 1] = 'x';
+        if (ao_envelope_check(copy, size + 2) != AO_ENVELOPE_INVALID)
+            abort();
+    }
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static lua_State *L = NULL;
     reader r;
     int core, status, results;
 
+    check_envelope(data, size);
     if (L == NULL) {
         L = luaL_newstate();
         luaL_openlibs(L);

@@ -249,6 +249,100 @@ describe("client:push_many", function()
         c:close()
     end)
 
+    -- Answers that look like success but are not, or are success in a form the
+    -- quick path leaves to the decoder: with keep_data = false push_many must
+    -- end each exactly as push does (push is the oracle, asked first).
+    local success = '{"error_code":0,"status":"success","message":"Статус успешно обновлён","data":{"id":1}}'
+    local ODD_ANSWERS = {
+        { status = 200, body = success, expect = "ok" },
+        { status = 201, body = success, expect = "ok" },
+        { status = 200, body = " \r\n" .. success .. "\n", expect = "ok" },
+        { status = 200, body = '{"error_code":0.0,"data":{"id":1}}', expect = "ok" },
+        { status = 200, body = '{"error_code":-0}', expect = "ok" },
+        { status = 200, body = '{"error_code":0,"data":' .. ("["):rep(100) .. ("]"):rep(100) .. "}", expect = "ok" },
+        { status = 200, body = '{"error_code":0,"message":"\255\254"}', expect = "ok" },
+        { status = 200, body = '{"error\\u005fcode":3,"error_code":0}', expect = "ok" },
+        { status = 200, body = '{"error_code":5,"message":"nope"}', expect = "api/API_ERROR_5" },
+        { status = 200, body = '{"error_code":0,"error_code":3}', expect = "api/API_ERROR_3" },
+        { status = 200, body = '{"error_code":0,"error\\u005fcode":3}', expect = "api/API_ERROR_3" },
+        { status = 200, body = '{"error_code":0}garbage', expect = "decode/BAD_JSON" },
+        { status = 200, body = '{"error_code":0,"message":"\\ud800"}', expect = "decode/BAD_JSON" },
+        { status = 200, body = success:sub(1, 40), expect = "decode/BAD_JSON" },
+        { status = 200, body = "", expect = "decode/BAD_JSON" },
+        { status = 200, body = "[]", expect = "decode/BAD_ENVELOPE" },
+        { status = 200, body = '{"error_code":"0"}', expect = "decode/BAD_ENVELOPE" },
+        { status = 200, body = '{"data":{"error_code":0}}', expect = "decode/BAD_ENVELOPE" },
+        { status = 400, body = '{"error_code":0}', expect = "http/HTTP_400" },
+        { status = 404, body = success, expect = "http/HTTP_404" },
+        { status = 409, body = '{"error_code":12,"message":"late"}', expect = "api/API_ERROR_12" },
+        -- cjson stops at a NUL byte: whatever push makes of it, push_many must agree
+        { status = 200, body = '{"error_code":0}\0{"error_code":7}' },
+    }
+
+    local function outcome(r)
+        if errors.is_error(r) then return r.kind .. "/" .. r.code end
+        return "ok"
+    end
+
+    it("ends every odd answer as push does, with keep_data = false, whatever hooks are set", function()
+        local hooked = 0
+        local variants = {
+            { name = "quick" },
+            { name = "on_response", client = { on_response = function() hooked = hooked + 1 end } },
+            { name = "on_result", opts = { on_result = function() hooked = hooked + 1 end } },
+            { name = "keep_data", opts = { keep_data = true } },
+        }
+        local function faults()
+            local list = {}
+            for i, a in ipairs(ODD_ANSWERS) do list[i] = { kind = "not_json", status = a.status, body = a.body } end
+            return list
+        end
+        local oracle = {}
+        local c = new_client()
+        assert(c:push(status("WARM", 1)))
+        emu:faults("status", faults())
+        for i, a in ipairs(ODD_ANSWERS) do
+            local data, err = c:push(status("ODD-" .. i, 1))
+            oracle[i] = outcome(data or err)
+            if a.expect then assert.equal(a.expect, oracle[i], "push of answer " .. i) end
+        end
+        c:close()
+        for _, v in ipairs(variants) do
+            c = new_client(v.client)
+            assert(c:push(status("WARM", 1)))
+            emu:faults("status", faults())
+            local opts = { keep_data = false, max_in_flight = 1 }
+            for k, x in pairs(v.opts or {}) do opts[k] = x end
+            -- one in flight: the answers are consumed in input order
+            local list = {}
+            for i = 1, #ODD_ANSWERS do list[i] = status("ODD-" .. v.name .. i, 1) end
+            local results, summary = c:push_many(list, opts)
+            for i = 1, #ODD_ANSWERS do
+                assert.equal(oracle[i], outcome(results[i]), v.name .. ": answer " .. i .. " " .. ODD_ANSWERS[i].body)
+                if oracle[i] == "ok" and not opts.keep_data then assert.is_true(results[i]) end
+                if oracle[i] ~= "ok" then assert.equal(ODD_ANSWERS[i].status, results[i].http_status) end
+            end
+            assert.equal(0, summary.retried)
+            c:close()
+        end
+        assert.is_true(hooked >= 2 * #ODD_ANSWERS)
+    end)
+
+    it("reads a success answer too large for the quick path in full, and goes on", function()
+        local c = new_client()
+        assert(c:push(status("WARM", 1)))
+        -- oversize is a padded success envelope; 200 kB is under the client's limit
+        emu:faults("status", { { kind = "oversize", bytes = 200000 }, { kind = "oversize", bytes = 2000000 } })
+        local list = {}
+        for i = 1, 12 do list[i] = status("BIG-" .. i, 1) end
+        local results, summary = c:push_many(list, { keep_data = false, max_in_flight = 1 })
+        assert.is_true(results[1])
+        assert.equal("too_large", results[2].kind)
+        for i = 3, 12 do assert.is_true(results[i], tostring(results[i])) end
+        assert.equal(11, summary.sent)
+        c:close()
+    end)
+
     it("keeps its connections alive from one batch to the next, and close() releases them", function()
         local c = new_client()
         local function batch_of(prefix)

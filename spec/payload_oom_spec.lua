@@ -31,7 +31,7 @@ describe("the C module when memory runs out", function()
     it("turns every refused allocation into a Lua error, leaks nothing and stays usable", function()
         assert.is_truthy(headers, "unknown AO_LUA " .. target)
         local sources = {}
-        for _, f in ipairs({ "buffer", "clock", "core", "http", "multi", "payload", "session", "text" }) do
+        for _, f in ipairs({ "buffer", "clock", "core", "envelope", "http", "multi", "payload", "session", "text" }) do
             sources[#sources + 1] = root .. "/src/" .. f .. ".c"
         end
         local harness = dir .. "/oom"

@@ -44,6 +44,20 @@ local HANDLERS = [[
                 ngx.print(string.rep("x", tonumber(ngx.var.arg_bytes)))
             }
         }
+        location = /busy-twice {
+            content_by_lua_block {
+                ngx.status = 429
+                ngx.header["Retry-After"] = { "5", "  Sun, 06 Nov 1994 08:49:37 GMT  " }
+                ngx.print("slow down")
+            }
+        }
+        location = /busy-long {
+            content_by_lua_block {
+                ngx.status = 503
+                ngx.header["Retry-After"] = string.rep("9", 200)
+                ngx.print("later")
+            }
+        }
         location = /busy {
             content_by_lua_block {
                 ngx.status = 503
@@ -253,6 +267,19 @@ io.write(res and ("status=" .. res.status .. "\n" .. res.body) or ("error=" .. e
         assert.equal("3", res.retry_after)
         assert.equal("application/json", res.content_type)
         assert.equal('{"busy":true}', res.body)
+        s:close()
+    end)
+
+    it("keeps the last of several Retry-After headers, trimmed, and none that is too long", function()
+        local s = core.session()
+        local res = assert(s:request("GET", server.url .. "/busy-twice", nil, nil, TIMEOUT_MS, 1000))
+        assert.equal(429, res.status)
+        assert.equal("Sun, 06 Nov 1994 08:49:37 GMT", res.retry_after)
+        res = assert(s:request("GET", server.url .. "/echo", nil, nil, TIMEOUT_MS, 1000))
+        assert.is_nil(res.retry_after, "a previous response's Retry-After must not leak")
+        res = assert(s:request("GET", server.url .. "/busy-long", nil, nil, TIMEOUT_MS, 1000))
+        assert.equal(503, res.status)
+        assert.is_nil(res.retry_after)
         s:close()
     end)
 

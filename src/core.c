@@ -8,6 +8,7 @@
 #include "session.h"
 #include "multi.h"
 #include "clock.h"
+#include "envelope.h"
 
 AO_EXPORT int luaopen_choco_active_order_core(lua_State *L);
 
@@ -18,5 +19,6 @@ int luaopen_choco_active_order_core(lua_State *L)
     ao_session_register(L);
     ao_multi_register(L);
     ao_clock_register(L);
+    ao_envelope_register(L);
     return 1;
 }

@@ -362,12 +362,34 @@ static int has_prefix_nocase(const char *s, size_t len, const char *prefix)
     return 1;
 }
 
-/* Keeps the raw Retry-After value of the final response; the Lua side interprets it. */
+/* Keeps a raw Retry-After value (the Lua side interprets it), trimmed. */
+static void keep_retry_after(ao_http_transfer *t, const char *value, size_t len)
+{
+    size_t start = 0, end = len;
+
+    while (start < end && (value[start] == ' ' || value[start] == '\t'))
+        start++;
+    while (end > start && (value[end - 1] == '\r' || value[end - 1] == '\n' ||
+                           value[end - 1] == ' ' || value[end - 1] == '\t'))
+        end--;
+    /* A value this long is not a delay or an HTTP date: report none rather than a cut one. */
+    if (end - start > AO_HTTP_MAX_RETRY_AFTER) {
+        t->has_retry_after = 0;
+        t->retry_after_len = 0;
+        return;
+    }
+    memcpy(t->retry_after, value + start, end - start);
+    t->retry_after_len = end - start;
+    t->retry_after[t->retry_after_len] = '\0';
+    t->has_retry_after = 1;
+}
+
+/* Where libcurl has no headers API: Retry-After of the final response, line by line. */
 static size_t on_header(char *line, size_t size, size_t count, void *userdata)
 {
     ao_http_transfer *t = userdata;
     size_t n = size * count;
-    size_t start, end;
+    size_t name_len = sizeof "retry-after:" - 1;
 
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a 1xx or a proxy's CONNECT): forget the previous one's header. */
@@ -378,25 +400,46 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata)
     /* Most headers are dismissed on their first letter. */
     if (n == 0 || (line[0] != 'r' && line[0] != 'R') || !has_prefix_nocase(line, n, "retry-after:"))
         return n;
-    start = sizeof "retry-after:" - 1;
-    end = n;
-    while (start < end && (line[start] == ' ' || line[start] == '\t'))
-        start++;
-    while (end > start && (line[end - 1] == '\r' || line[end - 1] == '\n' ||
-                           line[end - 1] == ' ' || line[end - 1] == '\t'))
-        end--;
-    /* A value this long is not a delay or an HTTP date: report none rather than a cut one. */
-    if (end - start > AO_HTTP_MAX_RETRY_AFTER) {
-        t->has_retry_after = 0;
-        t->retry_after_len = 0;
-        return n;
-    }
-    memcpy(t->retry_after, line + start, end - start);
-    t->retry_after_len = end - start;
-    t->retry_after[t->retry_after_len] = '\0';
-    t->has_retry_after = 1;
+    keep_retry_after(t, line + name_len, n - name_len);
     return n;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075400
+/*
+ * libcurl 7.84+ keeps every response header anyway (unless built without the
+ * headers API): reading Retry-After once a transfer is over spares a callback
+ * per header line of every response, about 3k instructions a request.
+ */
+static int headers_api_built_in(CURL *easy)
+{
+    struct curl_header *h;
+
+    return curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_NOT_BUILT_IN;
+}
+
+/* The last Retry-After of the final response (CURLH_HEADER: not a 1xx's, a CONNECT's or a trailer). */
+static void read_retry_after(ao_http_transfer *t)
+{
+    struct curl_header *h;
+
+    if (curl_easy_header(t->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        return;
+    if (h->amount > 1 && curl_easy_header(t->easy, "Retry-After", h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        return;
+    keep_retry_after(t, h->value, strlen(h->value));
+}
+#else
+static int headers_api_built_in(CURL *easy)
+{
+    (void)easy;
+    return 0;
+}
+
+static void read_retry_after(ao_http_transfer *t)
+{
+    (void)t;
+}
+#endif
 
 #if LIBCURL_VERSION_NUM >= 0x075500
 static CURLcode limit_protocols(CURL *easy)
@@ -430,10 +473,10 @@ static int proxy_in_environment(void)
         "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL
     };
     const char *const *name;
-    const char *value;
 
     for (name = names; *name != NULL; name++) {
-        value = getenv(*name);
+        const char *value = getenv(*name);
+
         if (value != NULL && value[0] != '\0')
             return 1;
     }
@@ -479,8 +522,11 @@ CURLcode ao_http_transfer_open(ao_http_transfer *t, const ao_http_options *o)
     AO_SET(CURLOPT_ERRORBUFFER, t->error);
     AO_SET(CURLOPT_WRITEFUNCTION, on_body);
     AO_SET(CURLOPT_WRITEDATA, (void *)t);
-    AO_SET(CURLOPT_HEADERFUNCTION, on_header);
-    AO_SET(CURLOPT_HEADERDATA, (void *)t);
+    t->headers_api = headers_api_built_in(easy);
+    if (!t->headers_api) {
+        AO_SET(CURLOPT_HEADERFUNCTION, on_header);
+        AO_SET(CURLOPT_HEADERDATA, (void *)t);
+    }
     /* Refuses early when the server announces a larger Content-Length. */
     AO_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_response_bytes);
     if (o->ca_file != NULL)
@@ -675,10 +721,15 @@ static void push_response(lua_State *L, ao_http_transfer *t)
     CURL *easy = t->easy;
     long status = 0, connects = 0;
     char *content_type = NULL;
+    int not_success;
 
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
     curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &content_type);
+    /* It means something only for a response that is not a success (RFC 9110, 10.2.3). */
+    not_success = status < 200 || status > 299;
+    if (t->headers_api && not_success)
+        read_retry_after(t);
 
     lua_createtable(L, 0, 11);
     lua_pushinteger(L, (lua_Integer)status);
@@ -689,7 +740,7 @@ static void push_response(lua_State *L, ao_http_transfer *t)
         lua_pushstring(L, content_type);
         lua_setfield(L, -2, "content_type");
     }
-    if (t->has_retry_after) {
+    if (t->has_retry_after && not_success) {
         lua_pushlstring(L, t->retry_after, t->retry_after_len);
         lua_setfield(L, -2, "retry_after");
     }

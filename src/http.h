@@ -63,6 +63,7 @@ typedef struct {
     char retry_after[AO_HTTP_MAX_RETRY_AFTER + 1];
     size_t retry_after_len;
     int has_retry_after;
+    int headers_api;                  /* Retry-After read after the transfer, not by a header callback */
     int too_large;
     int out_of_memory;
     char error[CURL_ERROR_SIZE];

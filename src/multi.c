@@ -5,6 +5,12 @@
  * connections alive across the batch); requests added beyond the slots wait
  * in a queue as private copies, because Lua may collect the strings. Only the
  * running transfers hold response buffers, so a long batch stays flat.
+ *
+ * perform(wait_ms, quick): with quick set, a transfer that ended with a 2xx
+ * whose body is the gateway's success envelope (envelope.h) is reported as its
+ * bare id, with no response table and no body string: a caller that does not
+ * want the answer's data needs nothing else, and building them costs more than
+ * the check.
  */
 #include "multi.h"
 
@@ -12,16 +18,32 @@
 #include <string.h>
 #include <time.h>
 
+#include "envelope.h"
 #include "http.h"
 
 #define MULTI_MT "choco.active_order.multi"
 #define MULTI_DEFAULT_IN_FLIGHT 16
 #define MULTI_MAX_IN_FLIGHT 1024
 #define MULTI_DEFAULT_WAIT_MS 1000
+/*
+ * A quick success never drops its response buffer; ao_http_push_outcome drops
+ * one above 64 KiB so an idle handle does not pin it, so anything larger takes
+ * that path. (A success envelope is well under a kilobyte.)
+ */
+#define MULTI_QUICK_MAX_BUFFER ((size_t)64 * 1024)
+/*
+ * A finished request's block is kept for the next one (the requests of a batch
+ * are alike, and a malloc/free pair per request shows in a batch's profile):
+ * sizes are rounded up so that bodies a few bytes apart share blocks, and at
+ * most one block per slot, none larger than MULTI_SPARE_MAX, is kept.
+ */
+#define MULTI_JOB_ROUND 256
+#define MULTI_SPARE_MAX ((size_t)16 * 1024)
 
 /* A request's own copy: the strings follow the struct in the same allocation. */
 typedef struct ao_multi_job {
     struct ao_multi_job *next;
+    size_t capacity;            /* bytes allocated for the struct and its strings */
     lua_Integer id;
     const char *method;
     size_t method_len;
@@ -51,6 +73,8 @@ typedef struct {
     size_t slot_count;
     ao_multi_job *queue_head;
     ao_multi_job *queue_tail;
+    ao_multi_job *spare;        /* finished requests' blocks, for reuse */
+    size_t spare_count;
     size_t queued;
     size_t running;
     size_t finished;
@@ -95,8 +119,22 @@ static int add_size(size_t *sum, size_t a, size_t b)
     return 0;
 }
 
-/* One allocation holding the request and every string it points to; NULL when out of memory. */
-static ao_multi_job *job_new(lua_Integer id, const ao_http_request *r)
+/* Gives a finished request's block back: kept for the next request, or freed. */
+static void job_release(ao_multi *m, ao_multi_job *job)
+{
+    if (job == NULL)
+        return;
+    if (job->capacity <= MULTI_SPARE_MAX && m->spare_count < m->slot_count) {
+        job->next = m->spare;
+        m->spare = job;
+        m->spare_count++;
+        return;
+    }
+    free(job);
+}
+
+/* One block holding the request and every string it points to; NULL when out of memory. */
+static ao_multi_job *job_new(ao_multi *m, lua_Integer id, const ao_http_request *r)
 {
     size_t i, header_bytes = 0, strings, head, total;
     ao_multi_job *job;
@@ -112,11 +150,19 @@ static ao_multi_job *job_new(lua_Integer id, const ao_http_request *r)
             return NULL;
     head = sizeof *job + r->header_count * sizeof(ao_http_text);   /* header_count <= AO_HTTP_MAX_HEADERS */
     total = head;
-    if (add_size(&total, strings, header_bytes) != 0)
+    if (add_size(&total, strings, header_bytes) != 0 || add_size(&total, MULTI_JOB_ROUND - 1, 0) != 0)
         return NULL;
-    job = malloc(total);
-    if (job == NULL)
-        return NULL;
+    total -= total % MULTI_JOB_ROUND;
+    if (m->spare != NULL && m->spare->capacity >= total) {
+        job = m->spare;
+        m->spare = job->next;
+        m->spare_count--;
+    } else {
+        job = malloc(total);
+        if (job == NULL)
+            return NULL;
+        job->capacity = total;
+    }
     cursor = (char *)job + head;
     job->next = NULL;
     job->id = id;
@@ -238,12 +284,26 @@ static void collect_done(ao_multi *m)
     }
 }
 
+/* A finished transfer that perform(wait_ms, true) reports as its bare id. */
+static int quick_success(const ao_multi_slot *slot)
+{
+    const ao_http_transfer *t = &slot->transfer;
+    long status = 0;
+
+    if (slot->result != CURLE_OK || t->response.cap > MULTI_QUICK_MAX_BUFFER)
+        return 0;
+    if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status < 200 || status > 299)
+        return 0;
+    return ao_envelope_check(t->response.data, t->response.len) == AO_ENVELOPE_OK;
+}
+
 /*
- * Appends { id =, res = } or { id =, err = } for every finished slot to the
- * table on top of the stack and frees the slot. A slot is freed only after its
- * item is in the table, so a memory error while building it loses nothing.
+ * Appends { id =, res = } or { id =, err = } (or, when quick, the bare id of a
+ * quick success) for every finished slot to the table on top of the stack and
+ * frees the slot. A slot is freed only after its item is in the table, so a
+ * memory error while building it loses nothing.
  */
-static void report_finished(lua_State *L, ao_multi *m)
+static void report_finished(lua_State *L, ao_multi *m, int quick)
 {
     int count = (int)ao_rawlen(L, -1);
     size_t i;
@@ -253,28 +313,33 @@ static void report_finished(lua_State *L, ao_multi *m)
 
         if (slot->state != SLOT_FINISHED)
             continue;
-        lua_createtable(L, 0, 2);
-        lua_pushinteger(L, slot->job->id);
-        lua_setfield(L, -2, "id");
-        if (ao_http_push_outcome(L, &slot->transfer, slot->result))
-            lua_setfield(L, -2, "res");
-        else
-            lua_setfield(L, -2, "err");
+        if (quick && quick_success(slot)) {
+            lua_pushinteger(L, slot->job->id);
+        } else {
+            lua_createtable(L, 0, 2);
+            lua_pushinteger(L, slot->job->id);
+            lua_setfield(L, -2, "id");
+            if (ao_http_push_outcome(L, &slot->transfer, slot->result))
+                lua_setfield(L, -2, "res");
+            else
+                lua_setfield(L, -2, "err");
+        }
         lua_rawseti(L, -2, ++count);
-        free(slot->job);
+        job_release(m, slot->job);
         slot->job = NULL;
         slot->state = SLOT_FREE;
         m->finished--;
     }
 }
 
-/* Protected part of perform: (multi, results) -> results, with every finished slot added. */
+/* Protected part of perform: (multi, results, quick) -> results, with every finished slot added. */
 static int multi_report(lua_State *L)
 {
     ao_multi *m = lua_touserdata(L, 1);
+    int quick = lua_toboolean(L, 3);
 
     lua_settop(L, 2);
-    report_finished(L, m);
+    report_finished(L, m, quick);
     return 1;
 }
 
@@ -285,7 +350,7 @@ static void multi_free(ao_multi *m);
  * set, protected so that in_use is cleared whatever happens. Returns 0, or
  * raises the error the report raised (after a close a finalizer asked for).
  */
-static int report_protected(lua_State *L, ao_multi *m, int results)
+static int report_protected(lua_State *L, ao_multi *m, int results, int quick)
 {
     int status;
 
@@ -297,7 +362,8 @@ static int report_protected(lua_State *L, ao_multi *m, int results)
     m->in_use = 1;
     lua_pushvalue(L, 1);
     lua_pushvalue(L, results);
-    status = lua_pcall(L, 2, 1, 0);
+    lua_pushboolean(L, quick);
+    status = lua_pcall(L, 3, 1, 0);
     m->in_use = 0;
     if (m->close_pending)
         multi_free(m);
@@ -383,7 +449,7 @@ static int multi_add(lua_State *L)
     ao_multi_job *job;
 
     ao_http_request_check(L, 3, &r);
-    job = job_new(id, &r);
+    job = job_new(m, id, &r);
     if (job == NULL)
         return luaL_error(L, "multi: out of memory");
     if (m->queue_tail != NULL)
@@ -400,6 +466,7 @@ static int multi_perform(lua_State *L)
 {
     ao_multi *m = check_open_multi(L);
     lua_Number wait_ms = luaL_optnumber(L, 2, MULTI_DEFAULT_WAIT_MS);
+    int quick = lua_toboolean(L, 3);
     double deadline;
 
     if (!(wait_ms >= 0 && wait_ms <= 2147483647.0))
@@ -420,7 +487,7 @@ static int multi_perform(lua_State *L)
         collect_done(m);
         if (m->finished > 0) {
             /* -1: a finalizer closed the multi meanwhile; the results so far are still returned. */
-            if (report_protected(L, m, 2) != 0)
+            if (report_protected(L, m, 2, quick) != 0)
                 break;
             fill_slots(m);
             /* Start the refilled transfers now, so they run while Lua handles these results. */
@@ -488,6 +555,13 @@ static void multi_free(ao_multi *m)
         m->queue_head = next;
     }
     m->queue_tail = NULL;
+    while (m->spare != NULL) {
+        ao_multi_job *next = m->spare->next;
+
+        free(m->spare);
+        m->spare = next;
+    }
+    m->spare_count = 0;
     if (m->multi != NULL)
         curl_multi_cleanup(m->multi);
     m->multi = NULL;

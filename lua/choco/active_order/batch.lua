@@ -10,6 +10,7 @@
 
 local errors = require "choco.active_order.errors"
 local retry = require "choco.active_order.retry"
+local envelope_ok = require("choco.active_order.core").envelope_ok
 
 local type, tostring, pairs, ceil, min, max, floor = type, tostring, pairs, math.ceil, math.min, math.max, math.floor
 local huge = math.huge
@@ -74,8 +75,17 @@ end
 -- merchant_order_id will fail validation; it gets a key of its own.
 local function order_key(status, index)
     local id = type(status) == "table" and status.merchant_order_id or nil
-    if type(id) == "string" or type(id) == "number" then return tostring(id) end
+    if type(id) == "string" then return id end
+    if type(id) == "number" then return tostring(id) end
     return index
+end
+
+-- One status on its way: every field it will get is there from the start, so
+-- that the table is sized once (false: not yet known). ready_at, set only for a
+-- retry's wait, is always written before it is read.
+local function new_record(index, key)
+    return { index = index, order = key, attempt = 0, body = false, first_at = false, token = false,
+             sent_at = false, renewed = false }
 end
 
 -- A FIFO of values, O(1) at both ends.
@@ -120,6 +130,7 @@ function batch.push_many(c, statuses, opts)
 
     local clock, policy, tokens = c.clock, c.policy, c.tokens
     local on_request, on_response = c.on_request, c.on_response
+    local status_url, headers_for, call_deadline = c.status_url, c.headers_for, policy.deadline
     local total = #statuses
     local started = clock()
     local batch_deadline = o.deadline and started + o.deadline or huge
@@ -132,6 +143,12 @@ function batch.push_many(c, statuses, opts)
     local capacity = o.max_in_flight * 2
     local lookahead = max(1024, 64 * o.max_in_flight)
     local multi = c:_batch_multi(o.max_in_flight)
+    -- Nobody reads the gateway's data (keep_data = false, no on_result): a 2xx
+    -- success envelope is recognised by the C core's strict scan instead of being
+    -- decoded into tables; with no on_response hook either, the multi handle
+    -- reports such a transfer as its bare id. Anything else is read in full.
+    local skip_data = not o.keep_data and not o.on_result
+    local quick = skip_data and not on_response
 
     local in_flight = {}      -- input index -> record of the transfer under way
     local running = 0
@@ -148,7 +165,21 @@ function batch.push_many(c, statuses, opts)
     -- no sends meanwhile, and when retries run out every unsent status fails.
     local token_pause = 0     -- no sends before this time
     local token_failures, token_failing_since = 0, nil
+    -- Finished records, for reuse: past its first rounds a batch makes no table per status.
+    local spare, spare_count = {}, 0
 
+    local function record(index, key)
+        if spare_count == 0 then return new_record(index, key) end
+        local rec = spare[spare_count]
+        spare[spare_count] = nil
+        spare_count = spare_count - 1
+        rec.index, rec.order, rec.attempt = index, key, 0
+        rec.body, rec.first_at, rec.token, rec.sent_at, rec.renewed = false, false, false, false, false
+        return rec
+    end
+
+    -- rec's status is final: nothing refers to rec any more (it is not in flight,
+    -- ready or waiting a timer), so it is kept for the next status.
     local function finish(rec, data, err)
         if data ~= nil then
             summary.sent = summary.sent + 1
@@ -165,18 +196,20 @@ function batch.push_many(c, statuses, opts)
         if nxt then
             deferred = deferred - 1
             if q.first > q.last then waiting[rec.order] = nil end
-            push_back(ready, { index = nxt, order = rec.order, attempt = 0 })
+            push_back(ready, record(nxt, rec.order))
         else
             waiting[rec.order] = nil
             busy[rec.order] = nil
         end
+        spare_count = spare_count + 1
+        spare[spare_count] = rec
     end
 
     local function give_up(rec, err, now, reason)
         err.attempts = rec.attempt
         err.duration = now - (rec.first_at or now)
         if err.retryable and reason and reason ~= "not_retryable" then err.gave_up = reason end
-        rec.body = nil
+        rec.body = false
         finish(rec, nil, err)
     end
 
@@ -204,7 +237,7 @@ function batch.push_many(c, statuses, opts)
             return finish(rec, nil, deadline_error(rec))
         end
         if fatal then
-            rec.body = nil
+            rec.body = false
             return finish(rec, nil, errors.new(fatal.kind, fatal.code, fatal.message, fatal))
         end
         if not rec.body then
@@ -225,7 +258,8 @@ function batch.push_many(c, statuses, opts)
         end
         rec.attempt = rec.attempt + 1
         if rec.attempt > 1 then summary.retried = summary.retried + 1 end
-        local deadline_at = min(rec.first_at + policy.deadline, batch_deadline)
+        local deadline_at = rec.first_at + call_deadline
+        if deadline_at > batch_deadline then deadline_at = batch_deadline end
         -- the cached token needs no table and no second clock reading; a renewal does
         local tok, terr = tokens:cached(now)
         local renewed_now = false
@@ -267,12 +301,19 @@ function batch.push_many(c, statuses, opts)
         if on_request then
             pcall(on_request, { method = "PUT", path = STATUS_PATH, attempt = rec.attempt })
         end
-        multi:add(rec.index, "PUT", c.status_url, c.headers_for(tok), rec.body, timeout_ms, connect_timeout_ms)
+        multi:add(rec.index, "PUT", status_url, headers_for(tok), rec.body, timeout_ms, connect_timeout_ms)
         in_flight[rec.index] = rec
         running = running + 1
     end
 
     local function completed(d)
+        if quick and type(d) == "number" then
+            local rec = in_flight[d]
+            in_flight[d] = nil
+            running = running - 1
+            rec.body = false
+            return finish(rec, true)
+        end
         local rec = in_flight[d.id]
         in_flight[d.id] = nil
         running = running - 1
@@ -287,12 +328,18 @@ function batch.push_many(c, statuses, opts)
         if not res then
             return failed_attempt(rec, c:_transport_error(d.err, "PUT", STATUS_PATH))
         end
-        local data, err = c:_status_outcome(res)
+        local data, err
+        local status = res.status
+        if skip_data and status >= 200 and status < 300 and envelope_ok(res.body) then
+            data = true
+        else
+            data, err = c:_status_outcome(res)
+        end
         if data then
-            rec.body = nil
+            rec.body = false
             return finish(rec, data)
         end
-        if res.status == 401 and not rec.renewed and tokens:rejected(rec.token) then
+        if status == 401 and not rec.renewed and tokens:rejected(rec.token) then
             rec.renewed = true
             return push_front(ready, rec)
         end
@@ -332,7 +379,7 @@ function batch.push_many(c, statuses, opts)
                     deferred = deferred + 1
                 else
                     busy[key] = true
-                    rec = { index = index, order = key, attempt = 0 }
+                    rec = record(index, key)
                 end
             end
             if rec then dispatch(rec) end
@@ -348,12 +395,14 @@ function batch.push_many(c, statuses, opts)
 
     local ok, failure = pcall(function()
         while done < total do
-            local next_timer = due_timers(clock())
+            -- no retry waiting and no batch deadline: no clock reading per round
+            local next_timer = timers[1] and due_timers(clock()) or huge
             fill()
             if running > 0 then
-                local wait = min(next_timer, batch_deadline) - clock()
-                wait = max(0, min(wait, 1)) * 1000
-                local finished = multi:perform(wait)
+                local wake = min(next_timer, batch_deadline)
+                local wait = 1000
+                if wake < huge then wait = max(0, min(wake - clock(), 1)) * 1000 end
+                local finished = multi:perform(wait, quick)
                 for i = 1, #finished do completed(finished[i]) end
                 if #finished > 0 then
                     if collect_strings then collect_strings() end
