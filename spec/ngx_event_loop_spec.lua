@@ -61,6 +61,72 @@ local CONFIG_LOCATION = [[
                 ngx.say(table.concat(lines, ","))
             }
         }
+        location = /spec/data {
+            content_by_lua_block {
+                -- the gateway's data table and meta, as push returns them
+                local app = require "app"
+                local status = assert(app.render({ state = "new", order_id = ngx.var.arg_order, user_id = 5 }))
+                local data, meta = app.pusher():push(status)
+                if not data then
+                    ngx.say(require("cjson").encode { kind = meta.kind, code = meta.code, attempts = meta.attempts,
+                        http_status = meta.http_status, error_code = meta.error_code, message = meta.message })
+                    return
+                end
+                local keys = {}
+                for k in pairs(data) do keys[#keys + 1] = k end
+                table.sort(keys)
+                ngx.say(require("cjson").encode { data = data, keys = keys, meta = meta })
+            }
+        }
+        location = /spec/keep {
+            content_by_lua_block {
+                -- eight pushes in one batch; ?keep=even: the even ones keep their
+                -- data, ?keep=first: the first one does, otherwise none
+                local app = require "app"
+                local cjson = require "cjson"
+                local threads, lines = {}, {}
+                for i = 1, 8 do
+                    threads[i] = ngx.thread.spawn(function()
+                        local status = assert(app.render({ state = "new", order_id = "keep-" .. i, user_id = 5 }))
+                        local which = ngx.var.arg_keep
+                        local keep = (which == "even" and i % 2 == 0) or (which == "first" and i == 1)
+                        local data, meta = app.pusher():push(status, { keep_data = keep })
+                        if not data then return i .. " failed " .. meta.code end
+                        return i .. " " .. (type(data) == "table" and data.merchant_order_id or tostring(data))
+                            .. " " .. meta.attempts .. " " .. tostring(meta.http_status ~= nil)
+                            .. " " .. tostring(meta.duration >= 0)
+                    end)
+                end
+                for i = 1, 8 do
+                    local _, line = ngx.thread.wait(threads[i])
+                    lines[#lines + 1] = line
+                end
+                local status = assert(app.render({ state = "new", order_id = "keep-x", user_id = 5 }))
+                for _, bad in ipairs { "no", { keep_data = "no" } } do
+                    local ok, err = pcall(app.pusher().push, app.pusher(), status, bad)
+                    lines[#lines + 1] = tostring(ok) .. " " .. tostring(err):gsub("^.-: ", "")
+                end
+                ngx.say(table.concat(lines, "|"))
+            }
+        }
+        location = /spec/overtake {
+            content_by_lua_block {
+                -- a push made while another one waits in a thread for a slow
+                -- gateway goes out on its own, without waiting for that one
+                local app = require "app"
+                local order = {}
+                local function push(id)
+                    local status = assert(app.render({ state = "new", order_id = id, user_id = 5 }))
+                    local data, err = app.pusher():push(status)
+                    order[#order + 1] = id .. "=" .. (data and "ok" or tostring(err))
+                end
+                local slow = ngx.thread.spawn(push, "overtake-slow")
+                ngx.sleep(0.3)
+                push("overtake-quick")
+                ngx.thread.wait(slow)
+                ngx.say(table.concat(order, ","))
+            }
+        }
 ]]
 
 describe("choco.active_order.ngx in nginx (one worker process)", function()
@@ -150,6 +216,92 @@ describe("choco.active_order.ngx in nginx (one worker process)", function()
         assert.are.equal("decode", answer.kind)
         assert.are.equal("BAD_JSON", answer.code)
         assert.matches("^decode/BAD_JSON: ", answer.error)
+    end)
+
+    it("hands back the gateway's data table whole, and meta", function()
+        local status, body = app:request("GET", "/spec/data?order=data-1")
+        assert.are.equal(200, status, body)
+        local answer = cjson.decode(body)
+        local data, meta = answer.data, answer.meta
+        assert.are.equal("data-1", data.merchant_order_id)
+        assert.are.equal(emu:history("data-1").id, data.id)
+        assert.are.equal(5, data.scanned_user_id)
+        assert.are.equal(cjson.null, data.backlink)
+        assert.is_false(data.failed_on_check)
+        -- every field of the emulator's success answer
+        assert.are.same({ "amount", "backlink", "checklink", "created_at", "expired_at", "external_filial_id",
+            "external_status_id", "failed_on_check", "failed_postlink", "filial_id", "id", "merchant_id",
+            "merchant_order_id", "merchant_slug", "postlink", "qr_code_id", "request_from_type",
+            "scanned_user_id", "supplementary_data", "type", "updated_at" }, answer.keys)
+        assert.are.equal(1, meta.attempts)
+        assert.are.equal(200, meta.http_status)
+        assert.is_true(meta.duration >= 0)
+    end)
+
+    it("reads a 2xx answer that only opens like a success the way the client does", function()
+        -- error_code 0 first, then error_code 7: the last one counts (as in the client's decode)
+        emu:faults("status", { { kind = "not_json", status = 200,
+            body = '{"error_code":0,"data":{"id":1},"error_code":7,"message":"refused later"}' } })
+        local status, body = app:request("GET", "/spec/data?order=twice-1")
+        assert.are.equal(200, status, body)
+        local err = cjson.decode(body)
+        assert.are.same({ kind = "api", code = "API_ERROR_7", attempts = 1, http_status = 200, error_code = 7,
+            message = "the gateway refused the status: error_code 7 (refused later)" }, err)
+
+        -- a success opening cut short: not JSON at all
+        emu:faults("status", { { kind = "not_json", status = 200, body = '{"error_code":0,"data":{"id":' } })
+        status, body = app:request("GET", "/spec/data?order=cut-1")
+        assert.are.equal(200, status, body)
+        err = cjson.decode(body)
+        assert.are.equal("decode", err.kind)
+        assert.are.equal("BAD_JSON", err.code)
+        assert.are.equal(1, err.attempts)
+    end)
+
+    it("with keep_data = false checks the answer and hands back true, alone or beside pushes that keep it", function()
+        assert.are.equal(200, (app:request("POST", "/orders/warm/state?wait=1", event("new"))))
+        local status, body = app:request("GET", "/spec/keep")
+        assert.are.equal(200, status, body)
+        local lines = {}
+        for line in body:gmatch("[^|\n]+") do lines[#lines + 1] = line end
+        -- a batch where nobody keeps data: the core only checks the envelope, so
+        -- meta has no http_status
+        for i = 1, 8 do assert.are.equal(i .. " true 1 false true", lines[i]) end
+        assert.are.equal("false push expects a table of options or nil, not string", lines[9])
+        assert.are.equal("false push expects keep_data to be a boolean, not string", lines[10])
+
+        for _, which in ipairs { "even", "first" } do
+            status, body = app:request("GET", "/spec/keep?keep=" .. which)
+            assert.are.equal(200, status, body)
+            lines = {}
+            for line in body:gmatch("[^|\n]+") do lines[#lines + 1] = line end
+            for i = 1, 8 do
+                if (which == "even" and i % 2 == 0) or (which == "first" and i == 1) then
+                    assert.are.equal(i .. " keep-" .. i .. " 1 true true", lines[i], which)
+                else
+                    assert.are.equal(i .. " true 1 true true", lines[i], which)
+                end
+            end
+        end
+        for i = 1, 8 do assert.are.equal("created", emu:history("keep-" .. i).last) end
+    end)
+
+    it("with keep_data = false still reads an answer that is not a success the way the client does", function()
+        emu:faults("status", { { kind = "not_json", status = 200,
+            body = '{"error_code":0,"data":{"id":1},"error_code":7,"message":"refused later"}' } })
+        local status, body = app:request("POST", "/orders/nodata-1/state?wait=1", event("new"))
+        assert.are.equal(502, status, body)
+        local answer = cjson.decode(body)
+        assert.are.equal("api", answer.kind)
+        assert.are.equal("API_ERROR_7", answer.code)
+    end)
+
+    it("sends a push made while another waits in a thread without waiting for that one", function()
+        assert.are.equal(200, (app:request("POST", "/orders/warm/state?wait=1", event("new"))))
+        emu:faults("status", { { kind = "delay", ms = 1500 } })
+        local status, body = app:request("GET", "/spec/overtake")
+        assert.are.equal(200, status, body)
+        assert.are.equal("overtake-quick=ok,overtake-slow=ok\n", body)
     end)
 
     it("checks its configuration up front and reports a missing thread pool as a config error", function()

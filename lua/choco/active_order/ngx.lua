@@ -6,6 +6,7 @@
 --   init_by_lua:   pusher = require("choco.active_order.ngx").new{ thread_pool = "choco",
 --                      shared_dict = "choco_tokens", client = { base_url =, client_id =, ... } }
 --   a handler:     local data, meta_or_err = pusher:push(status)
+--                  (pusher:push(status, { keep_data = false }): true instead of data)
 --   any phase:     pusher:push_async(status, function(data, err, meta) ... end)
 --
 -- The worker-thread half is choco.active_order.ngx.worker.
@@ -15,6 +16,9 @@ local semaphore = require "ngx.semaphore"
 local payload = require "choco.active_order.payload"
 
 local type, pairs, tostring, pcall, setmetatable = type, pairs, tostring, pcall, setmetatable
+-- an instance of its own: another module's cjson settings never change how answers are read
+local json = require("cjson.safe").new()
+local decode, null = json.decode, json.null
 
 local adapter = {}
 
@@ -32,6 +36,7 @@ adapter.DEFAULTS = {
     batch_max = 8,        -- statuses one task carries at most (pushed one after another in it)
     queue_timeout = 60,   -- seconds a push waits for its answer, queueing and retries included
     max_queued = 10000,   -- push_async statuses waiting, per nginx worker process
+    batch_wait = 0.002,   -- seconds a batch waits to fill up while another is in a thread
 }
 
 -- Phases where ngx.run_worker_thread can yield (lua-nginx-module 0.10.23).
@@ -79,8 +84,9 @@ local next_id = 0
 --- checked there, so a bad configuration stops nginx from starting).
 --- opts: thread_pool (name in nginx.conf), shared_dict (optional, lua_shared_dict
 --- name: one token for every worker and thread), client (options of
---- choco.active_order.new, plain data only), max_in_flight, queue_timeout,
---- max_queued, log_level (ngx.ERR by default: push_async failures without a callback).
+--- choco.active_order.new, plain data only), max_in_flight, batch_max, batch_wait,
+--- queue_timeout, max_queued, log_level (ngx.ERR by default: push_async failures
+--- without a callback).
 --- Returns the pusher or nil, err (kind "config"); raises when opts is not a table.
 function adapter.new(opts)
     if type(opts) ~= "table" then
@@ -88,7 +94,7 @@ function adapter.new(opts)
     end
     for k in pairs(opts) do
         if not ({ thread_pool = 1, shared_dict = 1, client = 1, max_in_flight = 1, queue_timeout = 1,
-            max_queued = 1, log_level = 1, batch_max = 1 })[k] then
+            max_queued = 1, log_level = 1, batch_max = 1, batch_wait = 1 })[k] then
             return config_error("unknown option: " .. tostring(k))
         end
     end
@@ -113,7 +119,11 @@ function adapter.new(opts)
     for k, default in pairs(adapter.DEFAULTS) do
         local v = opts[k]
         if v == nil then v = default end
-        if type(v) ~= "number" or v <= 0 or v ~= v or v == math.huge then
+        if k == "batch_wait" then
+            if type(v) ~= "number" or not (v >= 0 and v <= 1) then
+                return config_error("batch_wait must be a number of seconds from 0 to 1")
+            end
+        elseif type(v) ~= "number" or v <= 0 or v ~= v or v == math.huge then
             return config_error(k .. " must be a number above 0")
         end
         settings[k] = v
@@ -160,6 +170,8 @@ function Pusher:_local()
         pid = pid,
         pending = { first = 1, last = 0 }, -- push calls waiting for a dispatcher
         running = 0,           -- dispatchers (timers) alive, working or idle
+        in_flight = 0,         -- dispatchers waiting on a worker thread
+        gatherer = nil,        -- the dispatcher filling its batch (see gather)
         idle = {},             -- dispatchers waiting for work (a stack)
         spare = {},            -- semaphores of finished pushes, for the next ones
         queues = {},           -- key -> { first, last, [i] = { status, callback } }
@@ -220,15 +232,43 @@ end
 
 -- One thread task for a batch of encoded statuses: datas, metas, errs (see
 -- worker.push_bodies), or nil, err when the task itself failed.
-local function run_batch(self, bodies)
+local function run_batch(self, bodies, dropping)
     local run = ngx.run_worker_thread
-    local ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, nil, bodies)
+    local ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, nil, bodies,
+        dropping)
     if ok and datas == NEED_CONFIG then
-        ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, self.config, bodies)
+        ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, self.config, bodies,
+            dropping)
     end
     if not ok then return nil, thread_failure(datas) end
     if type(datas) ~= "table" then return nil, remake(metas) end
     return datas, metas, errs
+end
+
+-- A 2xx answer as the worker thread sent it back (a string: see
+-- worker.lua's answer_for_event_loop), decoded here, once -> data | nil, err.
+-- One that is not a success envelope goes back to a thread, where the client
+-- reads it and makes its error (redacted with the secrets of that VM).
+local function answer_data(self, answer, meta)
+    local env = decode(answer)
+    if type(env) == "table" and env.error_code == 0 then
+        local data = env.data
+        if data == nil or data == null then data = {} end
+        return data
+    end
+    local run = ngx.run_worker_thread
+    local ok, data, err = run(self.thread_pool, WORKER_MODULE, "status_outcome", self.id, nil,
+        meta.http_status, answer)
+    if ok and data == NEED_CONFIG then
+        ok, data, err = run(self.thread_pool, WORKER_MODULE, "status_outcome", self.id, self.config,
+            meta.http_status, answer)
+    end
+    if not ok then return nil, thread_failure(data) end
+    if data then return data end
+    err = remake(err)
+    -- as the worker's attempt loop would have left it: a 2xx answer is final
+    err.attempts, err.duration = meta.attempts, meta.duration
+    return nil, err
 end
 
 local function meta_at(metas, k)
@@ -238,6 +278,47 @@ local function meta_at(metas, k)
         if v then meta[META_FIELDS[f]] = v end
     end
     return meta
+end
+
+-- Moves waiting statuses into a batch, up to batch_max; returns the new count.
+local function take(state, items, bodies, n, batch_max)
+    while n < batch_max do
+        local item = pop(state.pending)
+        if not item then break end
+        if not item.abandoned then
+            item.taken = true
+            n = n + 1
+            items[n], bodies[n] = item, item.body
+        end
+    end
+    return n
+end
+
+-- Which statuses of a batch nobody wants the data of (push's keep_data =
+-- false): nil when every one is wanted.
+local function dropping_of(items, n)
+    local dropping
+    for i = 1, n do
+        if items[i].drop then
+            dropping = dropping or {}
+            dropping[i] = true
+        end
+    end
+    return dropping
+end
+
+-- While another batch is out (so the threads are busy anyway), a batch that
+-- is not full waits up to batch_wait for the statuses that arrive meanwhile:
+-- under load one handoff then carries many statuses instead of a few, and
+-- with nothing else in flight nothing waits.
+local function gather(self, state, me, items, bodies, n, batch_max)
+    me.want, me.signalled = batch_max - n, false
+    state.gatherer = me
+    local woken = me.wake:wait(self.settings.batch_wait)
+    if state.gatherer == me then state.gatherer = nil end
+    -- a post that raced the timeout is consumed, not left for the next wait
+    if not woken and me.signalled then me.wake:wait(0) end
+    return take(state, items, bodies, n, batch_max)
 end
 
 -- Dispatchers are timers (so that no client's request can be cut off in the
@@ -251,15 +332,10 @@ local function dispatch(premature, self, state)
     local batch_max = self.settings.batch_max
     local me = { wake = semaphore.new(0), signalled = false }
     while not premature do
-        local items, bodies, n = {}, {}, 0
-        while n < batch_max do
-            local item = pop(state.pending)
-            if not item then break end
-            if not item.abandoned then
-                item.taken = true
-                n = n + 1
-                items[n], bodies[n] = item, item.body
-            end
+        local items, bodies = {}, {}
+        local n = take(state, items, bodies, 0, batch_max)
+        if n > 0 and n < batch_max and state.in_flight > 0 and self.settings.batch_wait > 0 then
+            n = gather(self, state, me, items, bodies, n, batch_max)
         end
         if n == 0 then
             if ngx.worker.exiting() then break end
@@ -276,7 +352,9 @@ local function dispatch(premature, self, state)
                 if not woken then break end
             end
         else
-            local called, datas, metas, errs = pcall(run_batch, self, bodies)
+            state.in_flight = state.in_flight + 1
+            local called, datas, metas, errs = pcall(run_batch, self, bodies, dropping_of(items, n))
+            state.in_flight = state.in_flight - 1
             local err
             if not called then
                 -- a raise from ngx.run_worker_thread itself
@@ -288,7 +366,17 @@ local function dispatch(premature, self, state)
             for i = 1, n do
                 local item, data = items[i], datas and datas[i]
                 if data then
-                    item.data, item.meta = data, meta_at(metas, (i - 1) * META_WIDTH)
+                    local meta = meta_at(metas, (i - 1) * META_WIDTH)
+                    if type(data) == "string" then
+                        local read, answer, aerr = pcall(answer_data, self, data, meta)
+                        if not read then
+                            -- a raise from ngx.run_worker_thread itself
+                            answer, aerr = nil, errors.new("config", "WORKER_THREAD",
+                                "ngx.run_worker_thread: " .. tostring(answer))
+                        end
+                        data, item.err = answer, aerr
+                    end
+                    if data then item.data, item.meta = data, meta end
                 else
                     item.err = datas and remake(errs and errs[i]) or err
                 end
@@ -310,17 +398,27 @@ local function dispatch(premature, self, state)
     end
 end
 
--- Queue an encoded status for a dispatcher and wait for its result.
-local function push_body(self, body)
+-- Queue an encoded status for a dispatcher and wait for its result (true
+-- instead of the gateway's data when drop is set).
+local function push_body(self, body, drop)
     local state = self:_local()
     local spare = state.spare
     local wake = spare[#spare]
     if wake then spare[#spare] = nil else wake = semaphore.new(0) end
-    local item = { body = body, wake = wake }
-    append(state.pending, item)
+    local item = { body = body, wake = wake, drop = drop }
+    local pending = state.pending
+    append(pending, item)
+    local gatherer = state.gatherer
     local idle = state.idle
     local n = #idle
-    if n > 0 then
+    if gatherer then
+        -- a dispatcher is filling its batch: it takes this one
+        if pending.last - pending.first + 1 >= gatherer.want then
+            state.gatherer = nil
+            gatherer.signalled = true
+            gatherer.wake:post(1)
+        end
+    elseif n > 0 then
         local d = idle[n]
         idle[n] = nil
         d.signalled = true
@@ -358,10 +456,22 @@ end
 
 --- Push a status from a request handler (rewrite, access, content) or a timer:
 --- the request's coroutine waits, the event loop does not.
+--- opts (optional): keep_data = false when the caller does not read the
+--- gateway's data: true comes back in its place, and the answer is only
+--- checked, never decoded (as client:push_many's keep_data).
 --- Returns data, meta | nil, err (the library's error values).
-function Pusher:push(status)
+function Pusher:push(status, opts)
     if type(status) ~= "table" then
         error("push expects a status table, not " .. type(status), 2)
+    end
+    local drop = false
+    if opts ~= nil then
+        if type(opts) ~= "table" then error("push expects a table of options or nil, not " .. type(opts), 2) end
+        local keep = opts.keep_data
+        if keep ~= nil and type(keep) ~= "boolean" then
+            error("push expects keep_data to be a boolean, not " .. type(keep), 2)
+        end
+        drop = keep == false
     end
     local phase = ngx.get_phase()
     if not adapter.PUSH_PHASES[phase] then
@@ -372,7 +482,7 @@ function Pusher:push(status)
     -- joins a batch, and only a string crosses into the thread
     local body, err = encode(self, status)
     if not body then return nil, err end
-    return push_body(self, body)
+    return push_body(self, body, drop)
 end
 
 -- push_async: statuses wait in per-key FIFO queues (key = merchant_order_id), and

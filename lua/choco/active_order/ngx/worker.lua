@@ -89,7 +89,8 @@ local function config_batch_max(id, n)
 end
 
 -- Fields of meta, in the order push_bodies flattens them (one table per
--- result would cost the event loop a table copy each).
+-- result would cost the event loop a table copy each); a field a status has
+-- no value for is left empty.
 worker.META_FIELDS = { "attempts", "duration", "http_status", "time_total", "time_connect", "new_connections" }
 local META_FIELDS = worker.META_FIELDS
 local META_WIDTH = #META_FIELDS
@@ -98,22 +99,59 @@ local retry = require "choco.active_order.retry"
 local ceil, min, max = math.ceil, math.min, math.max
 local STATUS_PATH = require("choco.active_order.client").STATUS_PATH
 
+-- A 2xx answer crosses back as the string it came as, and the event loop
+-- decodes it: one decode per push, where decoding it here cost a decode and
+-- then a copy of every field into the event loop's VM. Nothing about a 2xx
+-- answer calls for a retry, so nothing here needs to read it first; the rare
+-- one that is not a success comes back through status_outcome, read by the
+-- client. A large one is read here: its decode must not hold the event loop.
+local EVENT_LOOP_DECODE_MAX = 65536
+
+local function answer_for_event_loop(res)
+    local status, body = res.status, res.body
+    return status >= 200 and status < 300 and type(body) == "string" and #body <= EVENT_LOOP_DECODE_MAX
+end
+
+-- A status whose data nobody reads (push's keep_data = false): a success
+-- envelope is only checked, by the core's scanner where it has one, and the
+-- answer goes nowhere.
+local envelope_ok = require("choco.active_order.core").envelope_ok
+
+local function checked_success(res)
+    local status, body = res.status, res.body
+    return envelope_ok ~= nil and status >= 200 and status < 300 and type(body) == "string"
+        and envelope_ok(body) == true
+end
+
+-- What one finished transfer of a batch came to: data (the 2xx answer as a
+-- string for the event loop, or true when nobody keeps it) | nil, err.
+local function outcome(client, res, transfer_err, drop)
+    if not res then return nil, client:_transport_error(transfer_err, "PUT", STATUS_PATH) end
+    if drop then
+        if checked_success(res) then return true end
+        local data, err = client:_status_outcome(res)
+        return data and true, err
+    end
+    if answer_for_event_loop(res) then return res.body end
+    return client:_status_outcome(res)
+end
+
 local function store_meta(metas, i, meta)
     local k = (i - 1) * META_WIDTH
-    for f = 1, META_WIDTH do metas[k + f] = meta[META_FIELDS[f]] or false end
+    for f = 1, META_WIDTH do metas[k + f] = meta[META_FIELDS[f]] end
 end
 
 -- The client's own attempt loop for body i (token, retries, one renewal on a
 -- 401), continuing the count and the deadline of the attempts already made
 -- for it in this task.
-local function send_alone(client, bodies, i, datas, metas, errs, attempts_made, started)
+local function send_alone(client, bodies, i, datas, metas, errs, attempts_made, started, dropping)
     local ok, data, meta = pcall(client._send_status, client, bodies[i], attempts_made, started)
     if not ok then
         datas[i], errs[i] = false, raised("push", data)
     elseif data == nil then
         datas[i], errs[i] = false, meta
     else
-        datas[i] = data
+        datas[i] = dropping and dropping[i] or data
         store_meta(metas, i, meta)
     end
 end
@@ -122,7 +160,7 @@ end
 -- across tasks, so its connections stay alive). Returns the indices whose
 -- attempt failed in a way the client's attempt loop should go on with, and
 -- the pause the retry policy asks before that.
-local function first_attempts(client, tok, bodies, n, datas, metas, errs, started, multi)
+local function first_attempts(client, tok, bodies, n, datas, metas, errs, started, multi, dropping)
     local clock, policy = client.clock, client.policy
     local headers = client.headers_for(tok)
     local timeout = min(client.timeout, policy.deadline)
@@ -131,25 +169,39 @@ local function first_attempts(client, tok, bodies, n, datas, metas, errs, starte
     for i = 1, n do multi:add(i, "PUT", url, headers, bodies[i], timeout_ms, connect_ms) end
     local again, pause, rejected = {}, 0, false
     local left = n
+    -- when no status of the batch keeps its data, the core reports a success
+    -- envelope as its bare index, without a response table
+    local quick = dropping ~= nil
+    for i = 1, quick and n or 0 do
+        if not dropping[i] then
+            quick = false
+            break
+        end
+    end
     while left > 0 do
-        local finished = multi:perform(1000)
+        local finished = multi:perform(1000, quick)
         for j = 1, #finished do
             local d = finished[j]
-            local i, res = d.id, d.res
+            local i, res, data, err
             left = left - 1
-            local data, err
-            if res then
-                data, err = client:_status_outcome(res)
+            if type(d) == "number" then
+                -- a quick success: the core found the success envelope
+                i, data = d, true
             else
-                err = client:_transport_error(d.err, "PUT", STATUS_PATH)
+                i, res = d.id, d.res
+                data, err = outcome(client, res, d.err, dropping and dropping[i])
             end
             local now = clock()
             if data then
                 datas[i] = data
                 local k = (i - 1) * META_WIDTH
-                metas[k + 1], metas[k + 2], metas[k + 3] = 1, now - started, res.status
-                metas[k + 4], metas[k + 5] = res.time_total or false, res.time_connect or false
-                metas[k + 6] = res.new_connections or false
+                metas[k + 1], metas[k + 2] = 1, now - started
+                -- a quick success has no response to tell more: its slots stay
+                -- empty, and nothing is copied for them
+                if res then
+                    metas[k + 3], metas[k + 4] = res.status, res.time_total
+                    metas[k + 5], metas[k + 6] = res.time_connect, res.new_connections
+                end
             elseif res and res.status == 401 and client.tokens:rejected(tok) then
                 -- renewed once by whichever status asks for the token first
                 rejected = true
@@ -171,7 +223,7 @@ local function first_attempts(client, tok, bodies, n, datas, metas, errs, starte
     return again, pause
 end
 
---- push_bodies(id, config, bodies) -> datas, metas, errs | NEED_CONFIG | false, err
+--- push_bodies(id, config, bodies, dropping) -> datas, metas, errs | NEED_CONFIG | false, err
 --- One thread task carries one status or several, already validated and
 --- encoded on the event loop (a string crosses into a thread for the price of
 --- one copy; a status table costs a walk of every field). Their first attempts
@@ -180,9 +232,12 @@ end
 --- a way worth retrying then goes through the client's own attempt loop
 --- (token renewal, retry policy), after the pause the policy asks for. id names
 --- the configuration; config is sent only when this VM asked for it.
---- datas[i] is the gateway's data or false; metas holds META_WIDTH numbers per
---- status, flat; errs[i] is the plain error of a failed one.
-function worker.push_bodies(id, config, bodies)
+--- datas[i] is the gateway's 2xx answer (a string, see answer_for_event_loop), its data
+--- (a table, from the client's attempt loop) or false; metas holds META_WIDTH
+--- numbers per status, flat; errs[i] is the plain error of a failed one.
+--- dropping (nil or dropping[i] = true) names the statuses whose data nobody
+--- keeps: their datas[i] is true.
+function worker.push_bodies(id, config, bodies, dropping)
     local client, err = client_for(id, config)
     if not client then
         if err == worker.NEED_CONFIG then return err end
@@ -191,14 +246,15 @@ function worker.push_bodies(id, config, bodies)
     local datas, metas, errs = {}, {}, {}
     local n = #bodies
     local started = client.clock()
-    local tok = n > 1 and client.tokens:cached(started)
+    local tok = client.tokens:cached(started)
     if not tok then
-        -- nothing to overlap, or the token needs renewing: the attempt loop does it
-        for i = 1, n do send_alone(client, bodies, i, datas, metas, errs, 0, started) end
+        -- the token needs renewing: the attempt loop does it
+        for i = 1, n do send_alone(client, bodies, i, datas, metas, errs, 0, started, dropping) end
         return datas, metas, errs
     end
     local multi = client:_batch_multi(config_batch_max(id, n))
-    local ok, again, pause = pcall(first_attempts, client, tok, bodies, n, datas, metas, errs, started, multi)
+    local ok, again, pause = pcall(first_attempts, client, tok, bodies, n, datas, metas, errs, started, multi,
+        dropping)
     client:_batch_multi_done(multi, ok)
     if not ok then
         -- a raise inside (a bug, not the gateway): every status not yet settled gets it
@@ -209,9 +265,25 @@ function worker.push_bodies(id, config, bodies)
     end
     if #again > 0 then
         if pause > 0 then client.sleep(pause) end
-        for j = 1, #again do send_alone(client, bodies, again[j], datas, metas, errs, 1, started) end
+        for j = 1, #again do send_alone(client, bodies, again[j], datas, metas, errs, 1, started, dropping) end
     end
     return datas, metas, errs
+end
+
+--- status_outcome(id, config, http_status, body) -> data | false, err | NEED_CONFIG
+--- The client's reading of a 2xx answer the event loop did not find to be a
+--- success: the error exactly as the client makes it (redacted with this VM's
+--- secrets).
+function worker.status_outcome(id, config, http_status, body)
+    local client, err = client_for(id, config)
+    if not client then
+        if err == worker.NEED_CONFIG then return err end
+        return false, err
+    end
+    local data
+    data, err = client:_status_outcome { status = http_status, body = body }
+    if data then return data end
+    return false, err
 end
 
 --- How many clients this VM holds (for specs: shows that VMs are reused).
