@@ -8,8 +8,9 @@
 -- plain C multi loop (bench/c/multi_loop.c, 16 reused handles) and wrk -t2 -c16; target 0.9x the C loop.
 --   lua5.4 bench/push.lua [--json] [--seconds N] [--rounds N] [--memory-pushes N] [--many N]
 --   (LUA_PATH/LUA_CPATH as `make test` sets them; AO_BENCH_JSON=<file> appends the JSON line)
--- The three measurements alternate over several rounds and the best round of each
--- counts, so that a burst of load from elsewhere on the machine hurts none of them alone.
+-- The measurements alternate over several paired rounds, and each ratio is the
+-- median of the rounds' ratios, so that a burst of load from elsewhere on the
+-- machine hurts neither side of a pair alone.
 
 local ao = require "choco.active_order"
 local cjson = require "cjson"
@@ -173,18 +174,36 @@ wrk.headers["Authorization"] = %q
         return (assert(tonumber(out:match("Requests/sec:%s*([%d.]+)")), "wrk said:\n" .. out))
     end
 
-    local best = { client = 0, wrk = 0, c = 0, many = 0, c_multi = 0, wrk16 = 0 }
+    -- Paired rounds: each round measures the client and its anchors back to
+    -- back (which goes first alternates), and a ratio is the median of the
+    -- rounds' ratios, so that load from elsewhere, which drifts over seconds,
+    -- falls on both sides of each pair. Rates shown are the rounds' medians.
+    local rates = { client = {}, wrk = {}, c = {}, many = {}, c_multi = {}, wrk16 = {} }
+    local ratios = { c = {}, wrk = {}, many_c = {}, many_wrk = {} }
     client_rate(0.5) -- warm up the emulator and the connection
-    for _ = 1, args.rounds do
-        best.c = math.max(best.c, c_rate(args.seconds))
-        best.client = math.max(best.client, client_rate(args.seconds))
-        best.wrk = math.max(best.wrk, wrk_rate(args.seconds))
+    for r = 1, args.rounds do
+        if r % 2 == 1 then
+            rates.c[r] = c_rate(args.seconds)
+            rates.client[r] = client_rate(args.seconds)
+            rates.wrk[r] = wrk_rate(args.seconds)
+        else
+            rates.wrk[r] = wrk_rate(args.seconds)
+            rates.client[r] = client_rate(args.seconds)
+            rates.c[r] = c_rate(args.seconds)
+        end
+        ratios.c[r] = rates.client[r] / rates.c[r]
+        ratios.wrk[r] = rates.client[r] / rates.wrk[r]
         if args.many > 0 then
-            best.c_multi = math.max(best.c_multi, c_multi_rate())
-            best.many = math.max(best.many, many_rate())
-            best.wrk16 = math.max(best.wrk16, wrk16_rate(args.seconds))
+            rates.c_multi[r] = c_multi_rate()
+            rates.many[r] = many_rate()
+            rates.wrk16[r] = wrk16_rate(args.seconds)
+            ratios.many_c[r] = rates.many[r] / rates.c_multi[r]
+            ratios.many_wrk[r] = rates.many[r] / rates.wrk16[r]
         end
     end
+    local best, ratio = {}, {}
+    for k, v in pairs(rates) do best[k] = #v > 0 and lib.median(v) or 0 end
+    for k, v in pairs(ratios) do ratio[k] = #v > 0 and lib.median(v) or nil end
     client:close()
 
     local lua = os.getenv("AO_LUA") or "lua5.4"
@@ -199,9 +218,9 @@ wrk.headers["Authorization"] = %q
         client_per_s = math.floor(best.client + 0.5),
         c_easy_loop_per_s = math.floor(best.c + 0.5),
         wrk_per_s = math.floor(best.wrk + 0.5),
-        ratio_c = math.floor(best.client / best.c * 1000 + 0.5) / 1000,
-        ratio_wrk = math.floor(best.client / best.wrk * 1000 + 0.5) / 1000,
-        c_over_wrk = math.floor(best.c / best.wrk * 1000 + 0.5) / 1000,
+        ratio_c = lib.round(ratio.c, 3),
+        ratio_wrk = lib.round(ratio.wrk, 3),
+        c_over_wrk = lib.round(best.c / best.wrk, 3),
         target_c = 0.9, target_wrk = 0.7,
         peak_rss_kb = mem.peak_kb, peak_rss_before_pushes_kb = mem.before_peak_kb,
         rss_after_loading_kb = mem.loaded_rss_kb, pss_kb = mem.pss_kb,
@@ -212,8 +231,9 @@ wrk.headers["Authorization"] = %q
         push_many_per_s = math.floor(best.many + 0.5),
         c_multi_loop_per_s = math.floor(best.c_multi + 0.5),
         wrk_t2_c16_per_s = math.floor(best.wrk16 + 0.5),
-        many_ratio_c = args.many > 0 and math.floor(best.many / best.c_multi * 1000 + 0.5) / 1000 or nil,
-        many_ratio_wrk = args.many > 0 and math.floor(best.many / best.wrk16 * 1000 + 0.5) / 1000 or nil,
+        many_ratio_c = args.many > 0 and lib.round(ratio.many_c, 3) or nil,
+        many_ratio_wrk = args.many > 0 and lib.round(ratio.many_wrk, 3) or nil,
+        per_round = rates, ratio_is = "median of the rounds' paired ratios",
         target_many_c = 0.9,
     }
 end, debug.traceback)
@@ -223,14 +243,16 @@ local r = failure
 -- the rows bench/report.lua prints (one table for `make bench`; bench/lib.lua's format)
 local seq = "sequential client:push (" .. r.interpreter .. ")"
 r.rows = {
-    lib.row(seq, r.client_per_s, "req/s", "plain C easy loop, one handle", r.c_easy_loop_per_s, ">= 0.9"),
-    lib.row(seq, r.client_per_s, "req/s", "wrk -t1 -c1", r.wrk_per_s, ">= 0.7"),
+    lib.row(seq, r.client_per_s, "req/s", "plain C easy loop, one handle", r.c_easy_loop_per_s, ">= 0.9",
+        r.ratio_c),
+    lib.row(seq, r.client_per_s, "req/s", "wrk -t1 -c1", r.wrk_per_s, ">= 0.7", r.ratio_wrk),
 }
 if args.many > 0 then
     local many = "push_many, 16 in flight, " .. r.many_statuses .. " (" .. r.interpreter .. ")"
     r.rows[#r.rows + 1] = lib.row(many, r.push_many_per_s, "req/s", "plain C multi loop, 16 handles",
-        r.c_multi_loop_per_s, ">= 0.9")
-    r.rows[#r.rows + 1] = lib.row(many, r.push_many_per_s, "req/s", "wrk -t2 -c16", r.wrk_t2_c16_per_s)
+        r.c_multi_loop_per_s, ">= 0.9", r.many_ratio_c)
+    r.rows[#r.rows + 1] = lib.row(many, r.push_many_per_s, "req/s", "wrk -t2 -c16", r.wrk_t2_c16_per_s, nil,
+        r.many_ratio_wrk)
 end
 local mem_figure = "peak resident memory, " .. r.memory_pushes .. " sequential pushes (" .. r.interpreter .. ")"
 r.rows[#r.rows + 1] = lib.row(mem_figure, r.peak_rss_kb / 1024, "MB", nil, nil, "<= 10")
@@ -251,7 +273,8 @@ r.interpreter = lib.interpreter()
 if args.json then
     print(line)
 else
-    print(("sequential push (%s), best of %d rounds of %g s"):format(r.interpreter, args.rounds, args.seconds))
+    print(("sequential push (%s), median of %d paired rounds of %g s"):format(r.interpreter, args.rounds,
+        args.seconds))
     print(("  client:push          %8d /s"):format(r.client_per_s))
     print(("  plain C easy loop    %8d /s   push/C   = %.3f (target >= 0.9)"):format(r.c_easy_loop_per_s, r.ratio_c))
     print(("  wrk -t1 -c1          %8d /s   push/wrk = %.3f (target >= 0.7); C/wrk = %.3f")

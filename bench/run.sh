@@ -38,7 +38,7 @@ run() {
 for b in $BENCHES; do
     case $b in
         encode)    run encode lua5.4 bench/encode.lua; run encode luajit bench/encode.lua ;;
-        push)      run push lua5.4 bench/push.lua --rounds 3 --many 0; run push luajit bench/push.lua --rounds 3 --many 0 ;;
+        push)      run push lua5.4 bench/push.lua --rounds 7 --seconds 1 --many 0; run push luajit bench/push.lua --rounds 7 --seconds 1 --many 0 ;;
         batch)     run batch lua5.4 bench/batch.lua ;;
         emulator)  run emulator lua5.4 bench/emulator.lua ;;
         openresty) run openresty lua5.4 bench/openresty.lua ;;

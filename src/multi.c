@@ -489,9 +489,11 @@ static int multi_perform(lua_State *L)
             /* -1: a finalizer closed the multi meanwhile; the results so far are still returned. */
             if (report_protected(L, m, 2, quick) != 0)
                 break;
+            size_t started = m->running;
+
             fill_slots(m);
             /* Start the refilled transfers now, so they run while Lua handles these results. */
-            if (m->running > 0) {
+            if (m->running > started) {
                 /*
                  * The finished slots are already freed into the result table:
                  * raising now would lose them, so a failure here is left for
