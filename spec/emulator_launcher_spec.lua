@@ -32,6 +32,8 @@ local function alive(pid)
     if not f then return false end
     local stat = f:read("*a")
     f:close()
+    -- the process can be reaped between the open and the read, which then fails
+    if not stat then return false end
     local state = stat:match("^%d+ %b() (%a)")
     return state ~= "Z" and state ~= "X"
 end
