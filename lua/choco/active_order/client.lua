@@ -314,18 +314,29 @@ local function is_success(status) return status >= 200 and status < 300 end
 
 local null = json.null
 
+-- The data of a decoded success envelope (error_code 0): {} when it has none.
+local function data_of(env)
+    local data = env.data
+    if data == nil or data == null then return {} end
+    return data
+end
+
+--- The gateway's data when `body` is its success envelope, else nil. (Also
+--- used by ngx.lua, which reads a worker thread's 2xx answers on the event loop.)
+function client.success_data(body)
+    local env = decode(body)
+    if type(env) == "table" and env.error_code == 0 then return data_of(env) end
+    return nil
+end
+
 --- Read the answer to the status PUT: data | nil, err. (Also used by batch.lua.)
 function Client:_status_outcome(res)
     local status = res.status
     local body = res.body
     -- the usual answer first: a 2xx envelope with error_code 0
     if status >= 200 and status < 300 and type(body) == "string" then
-        local env = decode(body)
-        if type(env) == "table" and env.error_code == 0 then
-            local data = env.data
-            if data == nil or data == null then data = {} end
-            return data
-        end
+        local data = client.success_data(body)
+        if data then return data end
     end
     return self:_status_failure(res)
 end
@@ -339,11 +350,7 @@ function Client:_status_failure(res)
         return nil, errors.new("auth", "TOKEN_REJECTED", "the gateway rejected the token", fields)
     end
     if is_success(status) then
-        if env and env.error_code == 0 then
-            local data = env.data
-            if data == nil or data == null then data = {} end
-            return data
-        end
+        if env and env.error_code == 0 then return data_of(env) end
         local fields = self:_response_fields(res, env)
         if env then
             local message = "the gateway refused the status: error_code " .. code_text(env.error_code)

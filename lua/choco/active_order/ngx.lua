@@ -16,9 +16,7 @@ local semaphore = require "ngx.semaphore"
 local payload = require "choco.active_order.payload"
 
 local type, pairs, tostring, pcall, setmetatable = type, pairs, tostring, pcall, setmetatable
--- an instance of its own: another module's cjson settings never change how answers are read
-local json = require("cjson.safe").new()
-local decode, null = json.decode, json.null
+local success_data = require("choco.active_order.client").success_data
 
 local adapter = {}
 
@@ -230,17 +228,27 @@ local function thread_failure(message)
     return errors.new("transport", "WORKER_THREAD", "ngx.run_worker_thread: " .. message, { retryable = true })
 end
 
+-- One call of a worker-module function in a thread, the configuration sent
+-- only when that thread VM has none yet: true, results... | false, err when
+-- the call itself failed (ngx.run_worker_thread raised or refused it).
+local function run_task(self, func, ...)
+    local run = ngx.run_worker_thread
+    local called, ok, a, b, c = pcall(run, self.thread_pool, WORKER_MODULE, func, self.id, nil, ...)
+    if called and ok and a == NEED_CONFIG then
+        called, ok, a, b, c = pcall(run, self.thread_pool, WORKER_MODULE, func, self.id, self.config, ...)
+    end
+    if not called then
+        return false, errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. tostring(ok))
+    end
+    if not ok then return false, thread_failure(a) end
+    return true, a, b, c
+end
+
 -- One thread task for a batch of encoded statuses: datas, metas, errs (see
 -- worker.push_bodies), or nil, err when the task itself failed.
 local function run_batch(self, bodies, dropping)
-    local run = ngx.run_worker_thread
-    local ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, nil, bodies,
-        dropping)
-    if ok and datas == NEED_CONFIG then
-        ok, datas, metas, errs = run(self.thread_pool, WORKER_MODULE, "push_bodies", self.id, self.config, bodies,
-            dropping)
-    end
-    if not ok then return nil, thread_failure(datas) end
+    local ok, datas, metas, errs = run_task(self, "push_bodies", bodies, dropping)
+    if not ok then return nil, datas end
     if type(datas) ~= "table" then return nil, remake(metas) end
     return datas, metas, errs
 end
@@ -250,20 +258,11 @@ end
 -- One that is not a success envelope goes back to a thread, where the client
 -- reads it and makes its error (redacted with the secrets of that VM).
 local function answer_data(self, answer, meta)
-    local env = decode(answer)
-    if type(env) == "table" and env.error_code == 0 then
-        local data = env.data
-        if data == nil or data == null then data = {} end
-        return data
-    end
-    local run = ngx.run_worker_thread
-    local ok, data, err = run(self.thread_pool, WORKER_MODULE, "status_outcome", self.id, nil,
-        meta.http_status, answer)
-    if ok and data == NEED_CONFIG then
-        ok, data, err = run(self.thread_pool, WORKER_MODULE, "status_outcome", self.id, self.config,
-            meta.http_status, answer)
-    end
-    if not ok then return nil, thread_failure(data) end
+    local data = success_data(answer)
+    if data then return data end
+    local ok, err
+    ok, data, err = run_task(self, "status_outcome", meta.http_status, answer)
+    if not ok then return nil, data end
     if data then return data end
     err = remake(err)
     -- as the worker's attempt loop would have left it: a 2xx answer is final
@@ -353,29 +352,14 @@ local function dispatch(premature, self, state)
             end
         else
             state.in_flight = state.in_flight + 1
-            local called, datas, metas, errs = pcall(run_batch, self, bodies, dropping_of(items, n))
+            local datas, metas, errs = run_batch(self, bodies, dropping_of(items, n))
             state.in_flight = state.in_flight - 1
-            local err
-            if not called then
-                -- a raise from ngx.run_worker_thread itself
-                err = errors.new("config", "WORKER_THREAD", "ngx.run_worker_thread: " .. tostring(datas))
-                datas = nil
-            elseif not datas then
-                err = metas
-            end
+            local err = not datas and metas or nil
             for i = 1, n do
                 local item, data = items[i], datas and datas[i]
                 if data then
                     local meta = meta_at(metas, (i - 1) * META_WIDTH)
-                    if type(data) == "string" then
-                        local read, answer, aerr = pcall(answer_data, self, data, meta)
-                        if not read then
-                            -- a raise from ngx.run_worker_thread itself
-                            answer, aerr = nil, errors.new("config", "WORKER_THREAD",
-                                "ngx.run_worker_thread: " .. tostring(answer))
-                        end
-                        data, item.err = answer, aerr
-                    end
+                    if type(data) == "string" then data, item.err = answer_data(self, data, meta) end
                     if data then item.data, item.meta = data, meta end
                 else
                     item.err = datas and remake(errs and errs[i]) or err
