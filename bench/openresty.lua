@@ -7,7 +7,8 @@
 --   direct  the emulator itself (the same PUT with a valid token)
 --   relay   nginx's own C relay: proxy_pass with a keep-alive upstream to the
 --           emulator (the physical limit of any push made from inside nginx)
--- Prints the rates and their ratios to direct. Target: app >= 0.5 x direct.
+-- Prints the rates and their ratios to direct (medians of paired rounds).
+-- Target: app >= 0.5 x direct.
 --   lua5.4 bench/openresty.lua [--seconds N] [--rounds N] [--json]
 --       [--app_workers N] [--app_threads N] [--batch N] [--emulator_workers N]
 --   (LUA_PATH as `make test` sets it; AO_BENCH_JSON=<file> appends the JSON line)
@@ -18,7 +19,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 local lib = require "bench.lib"
 
-local args = { seconds = 5, rounds = 2, threads = 2, connections = 16, json = false,
+local args = { seconds = 3, rounds = 5, threads = 2, connections = 16, json = false,
                app_workers = 1, app_threads = 2, emulator_workers = 1, batch = 0 }
 do
     local argv = { ... }
@@ -125,50 +126,70 @@ local ok, err = pcall(function()
     local event = cjson.encode { state = "accepted", user_id = 1234567 }
     local path = "/orders/v2/preorder/external/status"
 
-    -- alternate the three, best of `rounds` each: a burst of load elsewhere on
-    -- the machine then hurts no figure alone
-    local best = { app = 0, direct = 0, relay = 0, webhook = 0 }
+    -- Paired rounds: each round measures the four back to back (the order
+    -- reversed every other round), and a ratio is the median of the rounds'
+    -- ratios, so that load from elsewhere, which drifts over seconds, falls on
+    -- both sides of each pair. Rates shown are the medians of the rounds.
+    local names = { "direct", "relay", "app", "webhook" }
+    local runs = {
+        direct = function() return wrk(dir, "direct", "PUT", emu.url .. path, put, put_headers) end,
+        relay = function() return wrk(dir, "relay", "PUT", relay_url .. path, put, put_headers) end,
+        app = function() return wrk(dir, "app", "POST", app.url .. "/push", put,
+            { ["Content-Type"] = "application/json" }) end,
+        webhook = function() return wrk(dir, "webhook", "POST", app.url .. "/orders/BENCH-1/state?wait=1",
+            event, { ["Content-Type"] = "application/json" }) end,
+    }
+    local rates = { direct = {}, relay = {}, app = {}, webhook = {} }
+    local ratios = { relay = {}, app = {}, webhook = {} }
     -- connections the app opened to the gateway per 1000 pushes: 0 when every
     -- one is kept alive (a reopened connection costs both sides a handshake)
     local app_pushes, app_connections = 0, 0
-    for _ = 1, args.rounds do
-        best.direct = math.max(best.direct, wrk(dir, "direct", "PUT", emu.url .. path, put, put_headers))
-        best.relay = math.max(best.relay, wrk(dir, "relay", "PUT", relay_url .. path, put, put_headers))
-        local before = emu:state()
-        best.app = math.max(best.app, wrk(dir, "app", "POST", app.url .. "/push", put,
-            { ["Content-Type"] = "application/json" }))
-        local after = emu:state()
-        app_pushes = app_pushes + after.requests.status - before.requests.status
-        -- the control requests reading the state open one connection each
-        app_connections = app_connections + after.connections - before.connections - 1
-        best.webhook = math.max(best.webhook, wrk(dir, "webhook", "POST", app.url .. "/orders/BENCH-1/state?wait=1",
-            event, { ["Content-Type"] = "application/json" }))
+    for r = 1, args.rounds do
+        for k = 1, #names do
+            local name = names[r % 2 == 1 and k or #names + 1 - k]
+            local before = name == "app" and emu:state()
+            rates[name][r] = runs[name]()
+            if before then
+                local after = emu:state()
+                app_pushes = app_pushes + after.requests.status - before.requests.status
+                -- the control requests reading the state open one connection each
+                app_connections = app_connections + after.connections - before.connections - 1
+            end
+        end
+        for name in pairs(ratios) do ratios[name][r] = rates[name][r] / rates.direct[r] end
     end
+    local rate, ratio = {}, {}
+    for name, list in pairs(rates) do rate[name] = lib.median(list) end
+    for name, list in pairs(ratios) do ratio[name] = lib.median(list) end
     local problems = app:problems()
     if #problems > 0 then error("the app logged problems:\n" .. table.concat(problems, "\n")) end
 
+    local app_over_relay = {}
+    for r = 1, args.rounds do app_over_relay[r] = rates.app[r] / rates.relay[r] end
     local figures = {
         bench = "openresty",
-        direct_rps = math.floor(best.direct),
-        relay_rps = math.floor(best.relay),
-        app_rps = math.floor(best.app),
-        relay_ratio = best.relay / best.direct,
-        app_ratio = best.app / best.direct,
-        webhook_rps = math.floor(best.webhook),
-        webhook_ratio = best.webhook / best.direct,
+        direct_rps = math.floor(rate.direct),
+        relay_rps = math.floor(rate.relay),
+        app_rps = math.floor(rate.app),
+        relay_ratio = ratio.relay,
+        app_ratio = ratio.app,
+        webhook_rps = math.floor(rate.webhook),
+        webhook_ratio = ratio.webhook,
         target_app_ratio = 0.5,
-        wrk = ("-t%d -c%d -d%ds, best of %d"):format(args.threads, args.connections, args.seconds, args.rounds),
+        wrk = ("-t%d -c%d -d%ds, median of %d paired rounds"):format(args.threads, args.connections, args.seconds,
+            args.rounds),
+        per_round = rates,
         app_workers = args.app_workers, app_threads = args.app_threads, emulator_workers = args.emulator_workers,
         app_batch_max = args.batch > 0 and args.batch or 8,
         app_new_connections_per_1000 = app_pushes > 0 and 1000 * app_connections / app_pushes or 0,
     }
     print(("OpenResty push (wrk %s)"):format(figures.wrk))
-    print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(best.direct))
-    print(("  relay   nginx proxy_pass         %9.0f req/s   %.2f"):format(best.relay, figures.relay_ratio))
+    print(("  direct  emulator PUT             %9.0f req/s   1.00"):format(rate.direct))
+    print(("  relay   nginx proxy_pass         %9.0f req/s   %.2f"):format(rate.relay, figures.relay_ratio))
     print(("  app     example app POST /push   %9.0f req/s   %.2f   (target >= 0.50)")
-        :format(best.app, figures.app_ratio))
+        :format(rate.app, figures.app_ratio))
     print(("  webhook app webhook ?wait=1      %9.0f req/s   %.2f   (rules + push)")
-        :format(best.webhook, figures.webhook_ratio))
+        :format(rate.webhook, figures.webhook_ratio))
     print(("  app workers %d, thread_pool threads %d, batch_max %d; emulator workers %d;"
         .. " %.1f gateway connections opened per 1000 pushes")
         :format(args.app_workers, args.app_threads, figures.app_batch_max, args.emulator_workers,
@@ -176,11 +197,14 @@ local ok, err = pcall(function()
     local wrk_args = ("wrk -t%d -c%d"):format(args.threads, args.connections)
     figures.bench = nil
     lib.emit("openresty", {
-        lib.row("OpenResty example app POST /push", best.app, "req/s", "emulator direct, " .. wrk_args,
-            best.direct, ">= 0.5"),
-        lib.row("OpenResty example app POST /push", best.app, "req/s", "nginx proxy_pass relay", best.relay),
-        lib.row("  nginx proxy_pass relay (the limit)", best.relay, "req/s", "emulator direct", best.direct),
-        lib.row("  app webhook ?wait=1 (rules + push)", best.webhook, "req/s", "emulator direct", best.direct),
+        lib.row("OpenResty example app POST /push", rate.app, "req/s", "emulator direct, " .. wrk_args,
+            rate.direct, ">= 0.5", ratio.app),
+        lib.row("OpenResty example app POST /push", rate.app, "req/s", "nginx proxy_pass relay", rate.relay, nil,
+            lib.median(app_over_relay)),
+        lib.row("  nginx proxy_pass relay (the limit)", rate.relay, "req/s", "emulator direct", rate.direct, nil,
+            ratio.relay),
+        lib.row("  app webhook ?wait=1 (rules + push)", rate.webhook, "req/s", "emulator direct", rate.direct, nil,
+            ratio.webhook),
     }, figures, args.json)
 end)
 if stop_relay then stop_relay() end

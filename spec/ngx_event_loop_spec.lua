@@ -185,11 +185,16 @@ describe("choco.active_order.ngx in nginx (one worker process)", function()
             end
         end
         slow:close()
-        local status, body = nginx_app.parse_response(table.concat(response))
+        local raw = table.concat(response)
+        local status, body = nginx_app.parse_response(raw)
         local waited = socket.gettime() - started
         assert.are.equal(200, status, body)
         assert.is_true(waited >= 2, "the push came back after " .. waited .. " s, before the gateway's delay")
         assert.is_true(cjson.decode(body).pushed)
+        -- the app's answer under load is sent whole, with its length, not chunked
+        local head = raw:match("^(.-\r\n)\r\n")
+        assert.matches("\r\ncontent%-length: 16\r\n", head:lower())
+        assert.is_nil(head:lower():find("transfer-encoding", 1, true))
         assert.are.equal("created", emu:history("slow-1").last)
     end)
 

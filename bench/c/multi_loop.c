@@ -1,7 +1,10 @@
 /*
- * Benchmark anchor: the same PUT kept IN_FLIGHT times in flight (default 16)
+ * Benchmark anchor: PUTs kept IN_FLIGHT at a time in flight (default 16)
  * through one libcurl multi handle, each easy handle re-added as soon as its
  * transfer finishes, in plain C (the response is counted and dropped).
+ * BODY_FILE holds one body, or one body per line: requests then take the
+ * lines in turn, so that the gateway sees the same orders as from the batch
+ * being compared (the emulator's work per request depends on the order).
  *
  *   cc -O2 -o multi_loop bench/c/multi_loop.c -lcurl
  *   multi_loop URL TOKEN BODY_FILE COUNT [IN_FLIGHT]     COUNT: "20000" requests, or "3s" seconds
@@ -15,12 +18,55 @@
 
 #define MAX_IN_FLIGHT 1024
 
+/* The lines of the body file, in place: start[i], len[i] is line i without its newline. */
+struct body_lines {
+    char **start;
+    long *len;
+    long count;
+};
+
+static int split_lines(char *text, long text_len, struct body_lines *lines)
+{
+    long i, n = 0;
+    char *line = text;
+
+    for (i = 0; i < text_len; i++)
+        n += text[i] == '\n';
+    n += text_len > 0 && text[text_len - 1] != '\n';
+    lines->count = 0;
+    lines->start = malloc((size_t)(n > 0 ? n : 1) * sizeof *lines->start);
+    lines->len = malloc((size_t)(n > 0 ? n : 1) * sizeof *lines->len);
+    if (lines->start == NULL || lines->len == NULL)
+        return -1;
+    for (i = 0; i <= text_len; i++) {
+        if (i == text_len || text[i] == '\n') {
+            if (text + i > line) {
+                lines->start[lines->count] = line;
+                lines->len[lines->count] = (long)(text + i - line);
+                lines->count++;
+            }
+            line = text + i + 1;
+        }
+    }
+    return lines->count > 0 ? 0 : -1;
+}
+
+/* Request number n takes line n of the body file (round and round). */
+static void set_body(CURL *easy, const struct body_lines *lines, long n)
+{
+    long i = n % lines->count;
+
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)lines->len[i]);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, lines->start[i]);
+}
+
 int main(int argc, char **argv)
 {
     const char *url, *token;
     long count, in_flight = 16, started_n = 0, done = 0, failed = 0, i;
     double seconds, started, elapsed;
     struct anchor_request req;
+    struct body_lines lines;
     CURL *handles[MAX_IN_FLIGHT];
     CURLM *multi;
     int running = 1;
@@ -34,6 +80,10 @@ int main(int argc, char **argv)
     token = argv[2];
     if (anchor_request_init(&req, token, argv[3]) != 0)
         return 2;
+    if (split_lines(req.body, req.body_len, &lines) != 0) {
+        fprintf(stderr, "no body in %s\n", argv[3]);
+        return 2;
+    }
     multi = curl_multi_init();
     if (multi == NULL) {
         fprintf(stderr, "cannot set up libcurl\n");
@@ -52,6 +102,7 @@ int main(int argc, char **argv)
 
     started = now_seconds();
     for (i = 0; i < in_flight && (count == 0 || started_n < count); i++) {
+        set_body(handles[i], &lines, started_n);
         curl_multi_add_handle(multi, handles[i]);
         started_n++;
     }
@@ -73,6 +124,7 @@ int main(int argc, char **argv)
             done++;
             curl_multi_remove_handle(multi, easy);
             if (count > 0 ? started_n < count : now_seconds() - started < seconds) {
+                set_body(easy, &lines, started_n);
                 curl_multi_add_handle(multi, easy);
                 started_n++;
                 running++;
@@ -90,5 +142,7 @@ int main(int argc, char **argv)
         curl_easy_cleanup(handles[i]);
     curl_multi_cleanup(multi);
     anchor_request_free(&req);
+    free(lines.start);
+    free(lines.len);
     return failed > 0 || done < started_n ? 1 : 0;
 }
