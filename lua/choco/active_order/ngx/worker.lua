@@ -84,6 +84,13 @@ local function client_for(id, config)
     return made
 end
 
+-- What a task answers when client_for made no client: NEED_CONFIG alone (the
+-- caller sends the configuration and calls again), or false and the error.
+local function no_client(err)
+    if err == worker.NEED_CONFIG then return err end
+    return false, err
+end
+
 local function config_batch_max(id, n)
     return math.max(batch_sizes[id] or n, n)
 end
@@ -239,10 +246,7 @@ end
 --- keeps: their datas[i] is true.
 function worker.push_bodies(id, config, bodies, dropping)
     local client, err = client_for(id, config)
-    if not client then
-        if err == worker.NEED_CONFIG then return err end
-        return false, err
-    end
+    if not client then return no_client(err) end
     local datas, metas, errs = {}, {}, {}
     local n = #bodies
     local started = client.clock()
@@ -276,10 +280,7 @@ end
 --- secrets).
 function worker.status_outcome(id, config, http_status, body)
     local client, err = client_for(id, config)
-    if not client then
-        if err == worker.NEED_CONFIG then return err end
-        return false, err
-    end
+    if not client then return no_client(err) end
     local data
     data, err = client:_status_outcome { status = http_status, body = body }
     if data then return data end
