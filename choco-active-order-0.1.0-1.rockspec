@@ -29,7 +29,7 @@ build = {
    type = "builtin",
    modules = {
       ["choco.active_order.core"] = {
-         sources = { "src/buffer.c", "src/clock.c", "src/core.c", "src/envelope.c", "src/http.c", "src/multi.c", "src/payload.c", "src/session.c", "src/text.c" },
+         sources = { "src/buffer.c", "src/clock.c", "src/core.c", "src/envelope.c", "src/http.c", "src/json.c", "src/multi.c", "src/payload.c", "src/session.c", "src/text.c" },
          defines = { "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread" },
          incdirs = { "$(CURL_INCDIR)" },
@@ -47,6 +47,7 @@ build = {
       ["choco.active_order.emulator.rules"] = "lua/choco/active_order/emulator/rules.lua",
       ["choco.active_order.emulator.state"] = "lua/choco/active_order/emulator/state.lua",
       ["choco.active_order.errors"] = "lua/choco/active_order/errors.lua",
+      ["choco.active_order.json"] = "lua/choco/active_order/json.lua",
       ["choco.active_order.ngx"] = "lua/choco/active_order/ngx.lua",
       ["choco.active_order.ngx.token_store"] = "lua/choco/active_order/ngx/token_store.lua",
       ["choco.active_order.ngx.worker"] = "lua/choco/active_order/ngx/worker.lua",

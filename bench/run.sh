@@ -3,7 +3,7 @@
 # in the same run, then one table (bench/report.lua). Needs build/lua5.4 and
 # build/luajit (the Makefile builds them first). Exits non-zero only when a
 # benchmark could not run; a missed target is printed as MISSED.
-#   sh bench/run.sh [BENCH...]     BENCH: encode push batch emulator openresty (default: all)
+#   sh bench/run.sh [BENCH...]     BENCH: encode decode push batch emulator openresty (default: all)
 #   AO_BENCH_JSON=<file> keeps the JSON lines there (default build/bench/results.jsonl, rewritten)
 set -u
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ for t in lua5.4 luajit; do
     [ -f "build/$t/choco/active_order/core.so" ] || { echo "bench: build/$t is missing (run make bench)" >&2; exit 2; }
 done
 
-BENCHES="${*:-encode push batch emulator openresty}"
+BENCHES="${*:-encode decode push batch emulator openresty}"
 FAILED=""
 STARTED=$(date +%s)
 
@@ -38,6 +38,7 @@ run() {
 for b in $BENCHES; do
     case $b in
         encode)    run encode lua5.4 bench/encode.lua; run encode luajit bench/encode.lua ;;
+        decode)    run decode lua5.4 bench/decode.lua; run decode luajit bench/decode.lua ;;
         push)      run push lua5.4 bench/push.lua --rounds 7 --seconds 1 --many 0; run push luajit bench/push.lua --rounds 7 --seconds 1 --many 0 ;;
         batch)     run batch lua5.4 bench/batch.lua ;;
         emulator)  run emulator lua5.4 bench/emulator.lua ;;

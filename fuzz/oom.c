@@ -61,6 +61,10 @@ static const char SETUP[] =
     "    subtitle_active_order_card = 's', need_timer = 'true', countdown_timer = 1, extra = 1 } }\n"
     "many = { deeplinks = {} }\n"
     "for i = 1, 150 do many['unknown_' .. i] = i end\n"
+    "local parts = {}\n"
+    "for i = 1, 300 do parts[i] = tostring(i) end\n"
+    "json_doc = '{\"list\":[' .. table.concat(parts, ',') .. '],\"deep\":' .. ('[{\"k\":'):rep(40) .. '1.5e-300'\n"
+    "  .. ('}]'):rep(40) .. ',\"long\":\"' .. ('\\\\u00e9ab\\\\n'):rep(100) .. '\",\"a\":[1,null,{\"b\":\"x\\\\/y\"}]}'\n"
     "options = { utc_offset = '+03:00', statuses = { 'created', 'paid', 'done' }, limits = { title = 20 } }\n";
 
 typedef struct {
@@ -88,6 +92,12 @@ static const scenario_t scenarios[] = {
       "m:add(1, 'PUT', 'http://127.0.0.1:9/a', { 'Content-Type: application/json' }, '{}', 100, 100)\n"
       "m:add(2, 'GET', 'http://127.0.0.1:9/b', nil, nil, 100, 100)\n"
       "local n = m:in_flight() m:close() return tostring(n)" },
+    { "json_decode a document with chunks, deep nesting and long escaped strings",
+      "local t = core.json_decode(json_doc, false)\n"
+      "local d = t.deep for _ = 1, 40 do d = d[1].k end\n"
+      "return t.a[3].b .. #t.long .. tostring(t.a[2]) .. #t.list .. t.list[300] .. tostring(d)" },
+    { "json_decode refusing a document",
+      "local v, reason, at = core.json_decode('[1,2,{\"a\":tru}]', false) return reason .. at" },
 };
 
 #define SCENARIO_COUNT (sizeof scenarios / sizeof scenarios[0])

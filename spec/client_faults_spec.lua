@@ -157,6 +157,24 @@ describe("client:push under faults", function()
         assert.is_string(err.body_excerpt)
     end)
 
+    -- Answers are read by the core's strict decoder, and what it refuses by
+    -- lua-cjson: a success the gateway writes with a stray byte stays a success.
+    it("reads a success answer with invalid UTF-8 as lua-cjson would, and integers as integers", function()
+        local stray = '{"error_code":0,"status":"success","message":"ok","data":{"id":7,"name":"caf\233"}}'
+        assert.is_nil(require("choco.active_order.core").json_decode(stray, nil))
+        local data, meta = push_with { { kind = "not_json", status = 200, body = stray } }
+        assert.is_table(data, tostring(meta))
+        assert.equal("caf\233", data.name)
+        assert.equal(7, data.id)
+
+        data, meta = push_with { { kind = "not_json", status = 200,
+            body = '{"error_code":0,"status":"success","message":"ok","data":{"id":8,"backlink":null}}' } }
+        assert.is_table(data, tostring(meta))
+        assert.equal(8, data.id)
+        if math.type then assert.equal("integer", math.type(data.id)) end
+        assert.equal(require("cjson").null, data.backlink)
+    end)
+
     it("retries an HTML 502 from a proxy, and reports it as http once retries run out", function()
         recovers({ { kind = "html", status = 502 } }, 2)
         local faults = {}

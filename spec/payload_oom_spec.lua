@@ -31,7 +31,8 @@ describe("the C module when memory runs out", function()
     it("turns every refused allocation into a Lua error, leaks nothing and stays usable", function()
         assert.is_truthy(headers, "unknown AO_LUA " .. target)
         local sources = {}
-        for _, f in ipairs({ "buffer", "clock", "core", "envelope", "http", "multi", "payload", "session", "text" }) do
+        for _, f in ipairs({ "buffer", "clock", "core", "envelope", "http", "json", "multi", "payload", "session",
+                             "text" }) do
             sources[#sources + 1] = root .. "/src/" .. f .. ".c"
         end
         local harness = dir .. "/oom"
@@ -49,7 +50,7 @@ describe("the C module when memory runs out", function()
         out, passed = capture(clean_env .. "ASAN_OPTIONS=detect_leaks=1:exitcode=86 " .. harness)
         assert(passed, "the harness failed (a leak report exits 86):\n" .. out)
         -- Every scenario reports how many refusal points it went through; none may fail.
-        assert.matches("8 passed, 0 failed", out, 1, true)
+        assert.matches("10 passed, 0 failed", out, 1, true)
         assert.not_matches("ERROR: AddressSanitizer", out, 1, true)
         assert.not_matches("ERROR: LeakSanitizer", out, 1, true)
         assert.not_matches("runtime error", out, 1, true)

@@ -9,6 +9,7 @@
 #include "multi.h"
 #include "clock.h"
 #include "envelope.h"
+#include "json.h"
 
 AO_EXPORT int luaopen_choco_active_order_core(lua_State *L);
 
@@ -20,5 +21,6 @@ int luaopen_choco_active_order_core(lua_State *L)
     ao_multi_register(L);
     ao_clock_register(L);
     ao_envelope_register(L);
+    ao_json_register(L);
     return 1;
 }

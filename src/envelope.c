@@ -20,158 +20,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__SSE2__) && defined(__GNUC__)
-#include <emmintrin.h>
-#define SCAN_SIXTEEN 1
-#endif
-
 #include "text.h"
-
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGHS UINT64_C(0x8080808080808080)
-
-/*
- * Whether one of the eight bytes in w ends a run of plain string bytes: a
- * control byte (< 0x20), '"' or '\\'. Exact as a yes/no: a byte >= 0x80 never
- * sets a false alarm (its top bit is masked off by ~w).
- */
-static uint64_t ends_run(uint64_t w)
-{
-    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
-
-    return (((w - ONES * 0x20) & ~w)
-            | ((quote - ONES) & ~quote)
-            | ((backslash - ONES) & ~backslash)) & HIGHS;
-}
-
-/* Where the first flagged byte of a mask from ends_run is, on machines where that is one instruction. */
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define FIRST_FLAGGED_BYTE(mask) ((unsigned)__builtin_ctzll(mask) / 8)
-#endif
-
-/*
- * The end of the run of plain string bytes that starts at p: the first
- * control byte, '"' or '\\', or `end`. *high is set when the run holds a byte
- * >= 0x80 (so it needs a UTF-8 check). The lowest flagged byte of ends_run is
- * the first one that ends the run (a false alarm only ever sits above a true one).
- */
-static const unsigned char *plain_run_end(const unsigned char *p, const unsigned char *end, int *high)
-{
-    uint64_t seen = 0;
-
-#ifdef SCAN_SIXTEEN
-    /* x86-64 always has SSE2: sixteen bytes per step, the same tests as ends_run */
-    {
-        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
-        const __m128i last_control = _mm_set1_epi8(0x1F);
-        unsigned highs_seen = 0;
-
-        while (end - p >= 16) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-            __m128i is_control = _mm_cmpeq_epi8(_mm_min_epu8(v, last_control), v);
-            unsigned stop = (unsigned)_mm_movemask_epi8(
-                _mm_or_si128(is_control, _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))));
-            unsigned highs = (unsigned)_mm_movemask_epi8(v);
-
-            if (stop != 0) {
-                unsigned n = (unsigned)__builtin_ctz(stop);
-
-                *high = (highs_seen | (highs & ((1u << n) - 1))) != 0;
-                return p + n;
-            }
-            highs_seen |= highs;
-            p += 16;
-        }
-        if (highs_seen != 0)
-            seen = HIGHS;
-    }
-#endif
-
-    while (end - p >= 8) {
-        uint64_t w, stop;
-
-        memcpy(&w, p, 8);
-        stop = ends_run(w);
-        if (stop != 0) {
-#ifdef FIRST_FLAGGED_BYTE
-            unsigned n = FIRST_FLAGGED_BYTE(stop);
-
-            seen |= w & ((UINT64_C(1) << (n * 8)) - 1);
-            *high = (seen & HIGHS) != 0;
-            return p + n;
-#else
-            break;
-#endif
-        }
-        seen |= w;
-        p += 8;
-    }
-    *high = (seen & HIGHS) != 0;
-    while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
-        if (*p & 0x80)
-            *high = 1;
-        p++;
-    }
-    return p;
-}
 
 static const unsigned char *skip_space(const unsigned char *p, const unsigned char *end)
 {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
-    return p;
-}
-
-static int hex_value(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    c |= 0x20;   /* lower case */
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    return -1;
-}
-
-/* The four hex digits at p as a number, or -1. */
-static long hex4(const unsigned char *p)
-{
-    long v = 0;
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        int d = hex_value(p[i]);
-
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/*
- * p at the 'u' of an escape: past it (and past the low half after a high
- * surrogate), or NULL. A lone or reversed surrogate is no character, and
- * decoders refuse it.
- */
-static const unsigned char *unicode_escape_end(const unsigned char *p, const unsigned char *end)
-{
-    long unit;
-
-    if (end - p < 5 || (unit = hex4(p + 1)) < 0)
-        return NULL;
-    p += 5;
-    if (unit >= 0xDC00 && unit <= 0xDFFF)
-        return NULL;
-    if (unit >= 0xD800 && unit <= 0xDBFF) {
-        long low;
-
-        if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
-            return NULL;
-        low = hex4(p + 2);
-        if (low < 0xDC00 || low > 0xDFFF)
-            return NULL;
-        p += 6;
-    }
     return p;
 }
 
@@ -189,8 +43,9 @@ static const unsigned char *string_end(const unsigned char *p, const unsigned ch
     for (;;) {
         int high;
         size_t count, bad_at;
+        unsigned long code_point;
 
-        p = plain_run_end(run, end, &high);
+        p = ao_json_plain_run_end(run, end, &high);
         if (p >= end)
             return NULL;
         if (high && ao_utf8_check(run, (size_t)(p - run), &count, &bad_at) != AO_UTF8_OK)
@@ -207,7 +62,7 @@ static const unsigned char *string_end(const unsigned char *p, const unsigned ch
             run = p + 1;
             break;
         case 'u':
-            run = unicode_escape_end(p, end);
+            run = ao_json_unicode_escape(p, end, &code_point);
             if (run == NULL)
                 return NULL;
             break;

@@ -208,6 +208,61 @@ ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *in
     return AO_UTF8_OK;
 }
 
+/*
+ * Only whether s is UTF-8, for text that is mostly non-ASCII (the JSON
+ * decoder calls it on string runs holding a byte >= 0x80): ASCII and
+ * two-byte letters eight bytes at a time, other sequences inline.
+ */
+int ao_utf8_valid(const unsigned char *s, size_t len, size_t *bad_at)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned c = s[i];
+
+        if (c < 0x80) {
+            i++;
+            while (len - i >= 8) {
+                uint64_t word;
+                memcpy(&word, s + i, 8);
+                if (word & HIGHS)
+                    break;
+                i += 8;
+            }
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (len - i >= 2 && (s[i + 1] & 0xC0) == 0x80) {
+                i += 2;
+                while (len - i >= 8) {
+                    uint64_t word;
+                    memcpy(&word, s + i, 8);
+                    if (!word_is_four_pairs(word))
+                        break;
+                    i += 8;
+                }
+                continue;
+            }
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+            if (len - i >= 3 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80) {
+                i += 3;
+                continue;
+            }
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+            if (len - i >= 4 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80
+                && (s[i + 3] & 0xC0) == 0x80) {
+                i += 4;
+                continue;
+            }
+        }
+        *bad_at = i;
+        return 0;
+    }
+    return 1;
+}
+
 const char *ao_utf8_reason(ao_utf8_status status)
 {
     switch (status) {
@@ -379,4 +434,57 @@ size_t ao_name_distance(const char *a, size_t alen, const char *b, size_t blen)
         }
     }
     return rows[alen % 3][blen];
+}
+
+/* JSON string scanning, shared by the envelope check and the decoder (see text.h). */
+
+static int hex_value(unsigned c)
+{
+    if (c >= '0' && c <= '9')
+        return (int)(c - '0');
+    c |= 0x20;   /* lower case */
+    if (c >= 'a' && c <= 'f')
+        return (int)(c - 'a' + 10);
+    return -1;
+}
+
+/* The four hex digits at p as a number, or -1. */
+long ao_hex4(const unsigned char *p)
+{
+    long v = 0;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        int d = hex_value(p[i]);
+
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+const unsigned char *ao_json_unicode_escape(const unsigned char *p, const unsigned char *end,
+                                           unsigned long *code_point)
+{
+    long unit;
+
+    if (end - p < 5 || (unit = ao_hex4(p + 1)) < 0)
+        return NULL;
+    p += 5;
+    if (unit >= 0xDC00 && unit <= 0xDFFF)
+        return NULL;
+    if (unit >= 0xD800 && unit <= 0xDBFF) {
+        long low;
+
+        if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+            return NULL;
+        low = ao_hex4(p + 2);
+        if (low < 0xDC00 || low > 0xDFFF)
+            return NULL;
+        *code_point = 0x10000 + (((unsigned long)unit - 0xD800) << 10) + ((unsigned long)low - 0xDC00);
+        return p + 6;
+    }
+    *code_point = (unsigned long)unit;
+    return p;
 }

@@ -1,5 +1,5 @@
 /*
- * Text helpers for the status walk: UTF-8 checking and counting, the
+ * Text helpers for the status walk and the JSON scanners: UTF-8 checking and counting, the
  * gateway's date-time form, UTC offsets and key-name distance. Nothing here
  * touches Lua or allocates, so the walk can call it freely.
  */
@@ -8,6 +8,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define AO_SCAN_SIXTEEN 1
+#endif
 
 #include "compat.h"
 
@@ -28,6 +34,9 @@ typedef enum {
 AO_HIDDEN ao_utf8_status ao_utf8_check(const unsigned char *s, size_t len,
                                        size_t *count, size_t *bad_at);
 AO_HIDDEN const char *ao_utf8_reason(ao_utf8_status status);
+
+/* Whether s is valid UTF-8 (no counting); when not, *bad_at is the offset of the bad sequence. */
+AO_HIDDEN int ao_utf8_valid(const unsigned char *s, size_t len, size_t *bad_at);
 
 /* What one pass over a string learns, so the walk never scans a string twice. */
 typedef struct {
@@ -82,5 +91,108 @@ AO_HIDDEN int ao_utc_offset_parse(const char *s, size_t len, int *minutes);
  */
 #define AO_NAME_DISTANCE_MAX 64
 AO_HIDDEN size_t ao_name_distance(const char *a, size_t alen, const char *b, size_t blen);
+
+/*
+ * JSON string scanning shared by the envelope check and the decoder, inline
+ * because both call it once per string in their hottest loop.
+ */
+#define AO_ONES UINT64_C(0x0101010101010101)
+#define AO_HIGHS UINT64_C(0x8080808080808080)
+
+/*
+ * Whether one of the eight bytes in w ends a run of plain string bytes: a
+ * control byte (< 0x20), '"' or '\\'. Exact as a yes/no: a byte >= 0x80 never
+ * sets a false alarm (its top bit is masked off by ~w).
+ */
+static inline uint64_t ao_json_ends_run(uint64_t w)
+{
+    uint64_t quotes = w ^ (AO_ONES * '"'), backslashes = w ^ (AO_ONES * '\\');
+
+    return (((w - AO_ONES * 0x20) & ~w)
+            | ((quotes - AO_ONES) & ~quotes)
+            | ((backslashes - AO_ONES) & ~backslashes)) & AO_HIGHS;
+}
+
+/* Where the first flagged byte of a mask from ao_json_ends_run is, on machines where that is one instruction. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define AO_FIRST_FLAGGED_BYTE(mask) ((unsigned)__builtin_ctzll(mask) / 8)
+#endif
+
+/*
+ * The end of the run of plain string bytes that starts at p: the first
+ * control byte, '"' or '\\', or `end`. *high is set when the run holds a byte
+ * >= 0x80 (so it needs a UTF-8 check). The lowest flagged byte of ao_json_ends_run is
+ * the first one that ends the run (a false alarm only ever sits above a true one).
+ */
+static inline const unsigned char *ao_json_plain_run_end(const unsigned char *p, const unsigned char *end, int *high)
+{
+    uint64_t seen = 0;
+
+#ifdef AO_SCAN_SIXTEEN
+    /* x86-64 always has SSE2: sixteen bytes per step, the same tests as ao_json_ends_run */
+    {
+        const __m128i quotes = _mm_set1_epi8('"'), backslashes = _mm_set1_epi8('\\');
+        const __m128i last_control = _mm_set1_epi8(0x1F);
+        unsigned highs_seen = 0;
+
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i is_control = _mm_cmpeq_epi8(_mm_min_epu8(v, last_control), v);
+            unsigned stop = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(is_control, _mm_or_si128(_mm_cmpeq_epi8(v, quotes), _mm_cmpeq_epi8(v, backslashes))));
+            unsigned highs = (unsigned)_mm_movemask_epi8(v);
+
+            if (stop != 0) {
+                unsigned n = (unsigned)__builtin_ctz(stop);
+
+                *high = (highs_seen | (highs & ((1u << n) - 1))) != 0;
+                return p + n;
+            }
+            highs_seen |= highs;
+            p += 16;
+        }
+        if (highs_seen != 0)
+            seen = AO_HIGHS;
+    }
+#endif
+
+    while (end - p >= 8) {
+        uint64_t w, stop;
+
+        memcpy(&w, p, 8);
+        stop = ao_json_ends_run(w);
+        if (stop != 0) {
+#ifdef AO_FIRST_FLAGGED_BYTE
+            unsigned n = AO_FIRST_FLAGGED_BYTE(stop);
+
+            seen |= w & ((UINT64_C(1) << (n * 8)) - 1);
+            *high = (seen & AO_HIGHS) != 0;
+            return p + n;
+#else
+            break;
+#endif
+        }
+        seen |= w;
+        p += 8;
+    }
+    *high = (seen & AO_HIGHS) != 0;
+    while (p < end && *p >= 0x20 && *p != '"' && *p != '\\') {
+        if (*p & 0x80)
+            *high = 1;
+        p++;
+    }
+    return p;
+}
+
+/* The four hex digits at p (at least four bytes readable) as a number, or -1. */
+AO_HIDDEN long ao_hex4(const unsigned char *p);
+
+/*
+ * p at the 'u' of a \u escape: past it (and past the low half after a high
+ * surrogate) with the code point in *code_point, or NULL. A lone or reversed
+ * surrogate is no character, and decoders refuse it.
+ */
+AO_HIDDEN const unsigned char *ao_json_unicode_escape(const unsigned char *p, const unsigned char *end,
+                                                     unsigned long *code_point);
 
 #endif

@@ -19,6 +19,8 @@
 -- luacheck: globals ngx
 local cjson = require "cjson.safe"
 local errors = require "choco.active_order.errors"
+-- the posted JSON, decoded by the library's C decoder (about half lua-cjson's cost)
+local decode_json = require("choco.active_order").decode_json
 
 local app = {}
 
@@ -139,7 +141,7 @@ function app.webhook(order_id)
         return reply(405, { error = "POST an order event" })
     end
     ngx.req.read_body()
-    local event = cjson.decode(ngx.req.get_body_data() or "")
+    local event = decode_json(ngx.req.get_body_data() or "")
     if type(event) ~= "table" then return reply(400, { error = "the body must be a JSON object" }) end
     event.order_id = order_id
     local status, err = mapping:render(event, ngx.time())
@@ -162,7 +164,7 @@ end
 --- pushed now; 200 {"pushed": true} or the error.
 function app.push()
     ngx.req.read_body()
-    local status = cjson.decode(ngx.req.get_body_data() or "")
+    local status = decode_json(ngx.req.get_body_data() or "")
     if type(status) ~= "table" then return reply(400, { error = "the body must be a JSON object" }) end
     local data, err = push_one(status)
     if not data then

@@ -4,6 +4,7 @@
 -- that only validate or render never touch the network layer.
 
 local payload = require "choco.active_order.payload"
+local json = require "choco.active_order.json"
 
 local ao = {
     VERSION = "0.1.0",
@@ -12,6 +13,8 @@ local ao = {
     PRODUCTION = "https://gateway.choco.kz",
     validate = payload.validate,
     encode = payload.encode,
+    -- JSON text (a status, an event) to the Lua value push takes: C, strict
+    decode_json = json.decode,
 }
 
 --- Create a client; see choco.active_order.client for the options.

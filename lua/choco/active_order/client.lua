@@ -10,9 +10,8 @@ local errors = require "choco.active_order.errors"
 local retry = require "choco.active_order.retry"
 local token = require "choco.active_order.token"
 local url = require "choco.active_order.url"
--- an instance of its own: another module's cjson settings never change how answers are read
-local json = require("cjson.safe").new()
-local decode = json.decode
+local json = require "choco.active_order.json"
+local decode = json.decode_answer
 
 local type, pairs, ipairs, tostring, setmetatable, pcall = type, pairs, ipairs, tostring, setmetatable, pcall
 local ceil, min, floor, format = math.ceil, math.min, math.floor, string.format
