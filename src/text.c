@@ -121,6 +121,45 @@ static int word_is_four_pairs(uint64_t w)
 #endif
 }
 
+/* How many bytes from s on are words of four two-byte sequences (a multiple of 8). */
+static size_t four_pair_words(const unsigned char *s, size_t left)
+{
+    size_t run = 0;
+
+    while (left - run >= 8) {
+        uint64_t word;
+
+        memcpy(&word, s + run, 8);
+        if (!word_is_four_pairs(word))
+            break;
+        run += 8;
+    }
+    return run;
+}
+
+/*
+ * The length of the well-formed three- or four-byte sequence at s (the ranges
+ * of RFC 3629's table: no overlong form, no surrogate, nothing past U+10FFFF),
+ * or 0; `left` bytes are readable.
+ */
+static size_t long_sequence_length(const unsigned char *s, size_t left)
+{
+    unsigned c = s[0];
+
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+
+        if (left >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80)
+            return 3;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+
+        if (left >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80)
+            return 4;
+    }
+    return 0;
+}
+
 ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *info)
 {
     size_t i = 0, n = 0;
@@ -166,13 +205,11 @@ ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *in
                 i += 2;
                 n++;
                 /* Cyrillic and Kazakh words are runs of two-byte letters: four at a time. */
-                while (len - i >= 8) {
-                    uint64_t word;
-                    memcpy(&word, s + i, 8);
-                    if (!word_is_four_pairs(word))
-                        break;
-                    i += 8;
-                    n += 4;
+                {
+                    size_t run = four_pair_words(s + i, len - i);
+
+                    i += run;
+                    n += run / 2;
                 }
                 while (len - i >= 2 && s[i] >= 0xC2 && s[i] <= 0xDF && (s[i + 1] & 0xC0) == 0x80) {
                     i += 2;
@@ -180,18 +217,11 @@ ao_utf8_status ao_text_scan(const unsigned char *s, size_t len, ao_text_info *in
                 }
                 continue;
             }
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-            if (len - i >= 3 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80) {
-                i += 3;
-                n++;
-                continue;
-            }
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-            if (len - i >= 4 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80
-                && (s[i + 3] & 0xC0) == 0x80) {
-                i += 4;
+        } else {
+            size_t k = long_sequence_length(s + i, len - i);
+
+            if (k != 0) {
+                i += k;
                 n++;
                 continue;
             }
@@ -234,26 +264,14 @@ int ao_utf8_valid(const unsigned char *s, size_t len, size_t *bad_at)
         if (c >= 0xC2 && c <= 0xDF) {
             if (len - i >= 2 && (s[i + 1] & 0xC0) == 0x80) {
                 i += 2;
-                while (len - i >= 8) {
-                    uint64_t word;
-                    memcpy(&word, s + i, 8);
-                    if (!word_is_four_pairs(word))
-                        break;
-                    i += 8;
-                }
+                i += four_pair_words(s + i, len - i);
                 continue;
             }
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-            if (len - i >= 3 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80) {
-                i += 3;
-                continue;
-            }
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-            if (len - i >= 4 && s[i + 1] >= lo && s[i + 1] <= hi && (s[i + 2] & 0xC0) == 0x80
-                && (s[i + 3] & 0xC0) == 0x80) {
-                i += 4;
+        } else {
+            size_t k = long_sequence_length(s + i, len - i);
+
+            if (k != 0) {
+                i += k;
                 continue;
             }
         }
