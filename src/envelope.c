@@ -22,13 +22,6 @@
 
 #include "text.h"
 
-static const unsigned char *skip_space(const unsigned char *p, const unsigned char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
 /*
  * p at the opening quote: past the closing one, or NULL when the string is
  * not well formed. *escaped is set when it holds an escape. Runs of plain
@@ -136,14 +129,14 @@ ao_envelope_status ao_envelope_check(const char *body, size_t len)
         return AO_ENVELOPE_INVALID;
     p = (const unsigned char *)body;
     end = p + len;
-    p = skip_space(p, end);
+    p = ao_json_skip_space(p, end);
     object = p < end && *p == '{';
     for (;;) {
         const unsigned char *start;
         int c, judging;
 
         if (state == AFTER_VALUE) {
-            p = skip_space(p, end);
+            p = ao_json_skip_space(p, end);
             if (depth == 0)
                 break;
             if (p >= end)
@@ -159,7 +152,7 @@ ao_envelope_status ao_envelope_check(const char *body, size_t len)
             }
             continue;
         }
-        p = skip_space(p, end);
+        p = ao_json_skip_space(p, end);
         if (p >= end)
             return AO_ENVELOPE_INVALID;
         c = *p;
@@ -179,7 +172,7 @@ ao_envelope_status ao_envelope_check(const char *body, size_t len)
                 if (depth == AO_ENVELOPE_MAX_DEPTH)
                     return AO_ENVELOPE_TOO_DEEP;
                 open[depth++] = (unsigned char)c;
-                p = skip_space(p + 1, end);
+                p = ao_json_skip_space(p + 1, end);
                 if (p < end && *p == (c == '{' ? '}' : ']')) {
                     p++;
                     depth--;
@@ -205,7 +198,7 @@ ao_envelope_status ao_envelope_check(const char *body, size_t len)
                     else if (is_error_code_key(start + 1, (size_t)(p - 2 - start)))
                         judge_next = 1;
                 }
-                p = skip_space(p, end);
+                p = ao_json_skip_space(p, end);
                 if (p >= end || *p++ != ':')
                     return AO_ENVELOPE_INVALID;
                 state = WANT_VALUE;

@@ -93,15 +93,6 @@ static const unsigned char *fail(json_decoder *d, const unsigned char *at, json_
     return NULL;
 }
 
-static const unsigned char *skip_space(const unsigned char *p, const unsigned char *end)
-{
-    if (p < end && *p > ' ')   /* compact JSON: no space at all */
-        return p;
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
 /* Writes code point cp (at most U+10FFFF, no surrogate) as UTF-8; returns the byte count. */
 static size_t put_utf8(unsigned long cp, char *out)
 {
@@ -518,7 +509,7 @@ static const unsigned char *decode(json_decoder *d)
     for (;;) {
         json_frame *f;
 
-        p = skip_space(p, end);
+        p = ao_json_skip_space(p, end);
         if (state == AFTER_VALUE) {
             if (d->depth == 0)
                 break;
@@ -562,7 +553,7 @@ static const unsigned char *decode(json_decoder *d)
                     f->maybe_duplicate |= (f->keys_seen & bit) != 0;
                     f->keys_seen |= bit;
                 }
-                p = skip_space(p, end);
+                p = ao_json_skip_space(p, end);
                 if (p >= end || *p != ':')
                     return fail(d, p, JSON_INVALID, "expected ':'");
                 p++;
@@ -583,7 +574,7 @@ static const unsigned char *decode(json_decoder *d)
             p = open_container(d, p);
             if (p == NULL)
                 return NULL;
-            p = skip_space(p, end);
+            p = ao_json_skip_space(p, end);
             if (p < end && *p == (object ? '}' : ']')) {
                 p++;
                 close_container(d);

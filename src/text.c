@@ -89,16 +89,14 @@ ao_utf8_status ao_utf8_check(const unsigned char *s, size_t len, size_t *count, 
     return AO_UTF8_OK;
 }
 
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGHS UINT64_C(0x8080808080808080)
 /* For words of ASCII bytes only: whether some byte is below n (n <= 128) or equals c. */
-#define HAS_LESS(x, n) (((x) - ONES * (n)) & ~(x) & HIGHS)
-#define HAS_BYTE(x, c) HAS_LESS((x) ^ (ONES * (c)), 1)
+#define HAS_LESS(x, n) (((x) - AO_ONES * (n)) & ~(x) & AO_HIGHS)
+#define HAS_BYTE(x, c) HAS_LESS((x) ^ (AO_ONES * (c)), 1)
 
 /* Bytes the scan must look at one by one: non-ASCII, controls, '"', '\\', ' '. */
 static int word_is_plain(uint64_t w)
 {
-    return !((w & HIGHS) | HAS_LESS(w, 0x21) | HAS_BYTE(w, 0x22) | HAS_BYTE(w, 0x5C)
+    return !((w & AO_HIGHS) | HAS_LESS(w, 0x21) | HAS_BYTE(w, 0x22) | HAS_BYTE(w, 0x5C)
              | HAS_BYTE(w, 0x7F));
 }
 
@@ -255,7 +253,7 @@ int ao_utf8_valid(const unsigned char *s, size_t len, size_t *bad_at)
             while (len - i >= 8) {
                 uint64_t word;
                 memcpy(&word, s + i, 8);
-                if (word & HIGHS)
+                if (word & AO_HIGHS)
                     break;
                 i += 8;
             }
@@ -466,8 +464,8 @@ static int hex_value(unsigned c)
     return -1;
 }
 
-/* The four hex digits at p as a number, or -1. */
-long ao_hex4(const unsigned char *p)
+/* The four hex digits at p (at least four bytes readable) as a number, or -1. */
+static long hex4(const unsigned char *p)
 {
     long v = 0;
     int i;
@@ -487,7 +485,7 @@ const unsigned char *ao_json_unicode_escape(const unsigned char *p, const unsign
 {
     long unit;
 
-    if (end - p < 5 || (unit = ao_hex4(p + 1)) < 0)
+    if (end - p < 5 || (unit = hex4(p + 1)) < 0)
         return NULL;
     p += 5;
     if (unit >= 0xDC00 && unit <= 0xDFFF)
@@ -497,7 +495,7 @@ const unsigned char *ao_json_unicode_escape(const unsigned char *p, const unsign
 
         if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
             return NULL;
-        low = ao_hex4(p + 2);
+        low = hex4(p + 2);
         if (low < 0xDC00 || low > 0xDFFF)
             return NULL;
         *code_point = 0x10000 + (((unsigned long)unit - 0xD800) << 10) + ((unsigned long)low - 0xDC00);

@@ -113,6 +113,16 @@ static inline uint64_t ao_json_ends_run(uint64_t w)
             | ((backslashes - AO_ONES) & ~backslashes)) & AO_HIGHS;
 }
 
+/* Past the JSON white space at p (most JSON we read is compact: one test then). */
+static inline const unsigned char *ao_json_skip_space(const unsigned char *p, const unsigned char *end)
+{
+    if (p < end && *p > ' ')
+        return p;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
 /* Where the first flagged byte of a mask from ao_json_ends_run is, on machines where that is one instruction. */
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define AO_FIRST_FLAGGED_BYTE(mask) ((unsigned)__builtin_ctzll(mask) / 8)
@@ -183,9 +193,6 @@ static inline const unsigned char *ao_json_plain_run_end(const unsigned char *p,
     }
     return p;
 }
-
-/* The four hex digits at p (at least four bytes readable) as a number, or -1. */
-AO_HIDDEN long ao_hex4(const unsigned char *p);
 
 /*
  * p at the 'u' of a \u escape: past it (and past the low half after a high
