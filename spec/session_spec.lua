@@ -31,7 +31,8 @@ local HANDLERS = [[
                 ngx.header["Content-Type"] = "text/plain; charset=utf-8"
                 ngx.print("method=", ngx.req.get_method(), "\nexpect=", tostring(h["expect"]),
                           "\nlength=", #body, "\nconnection=", ngx.var.connection,
-                          "\nx-test=", tostring(h["x-test"]), "\nuser-agent=", tostring(h["user-agent"]),
+                          "\nx-test=", tostring(h["x-test"]), "\nuser-agent=", type(h["user-agent"]) == "table"
+                              and table.concat(h["user-agent"], "|") or tostring(h["user-agent"]),
                           "\nbody=", body:sub(1, 64), "\n")
             }
         }
@@ -161,6 +162,11 @@ describe("core.session", function()
         assert.equal("7", seen.length)
         assert.equal("yes", seen["x-test"])
         assert.equal("ao-spec/1", seen["user-agent"])
+        -- the caller's own User-Agent replaces the session's, and only for that request
+        res = assert(s:request("GET", server.url .. "/echo", { "user-agent: mine/1" }, nil, TIMEOUT_MS, 1000))
+        assert.equal("mine/1", echoed(res)["user-agent"])
+        res = assert(s:request("GET", server.url .. "/echo", {}, nil, TIMEOUT_MS, 1000))
+        assert.equal("ao-spec/1", echoed(res)["user-agent"])
         for _, name in ipairs { "time_namelookup", "time_connect", "time_appconnect", "time_pretransfer",
                                 "time_starttransfer", "time_total" } do
             assert.is_number(res[name])
@@ -200,6 +206,48 @@ io.write(res and ("status=" .. res.status .. "\n" .. res.body) or ("error=" .. e
                 assert.matches("^status=200\n", out, name)
                 assert.matches("method=GET", out, name)
             end
+        end)
+
+        it("sends the User-Agent once through a plain proxy", function()
+            local out = fetch_through("http_proxy=" .. process.quote(server.url), '{ user_agent = "ao-spec/2" }')
+            assert.matches("^status=200\n", out)
+            assert.matches("\nuser%-agent=ao%-spec/2\n", out)
+        end)
+
+        it("tells a tunnelling proxy the User-Agent, and none of the request's own headers", function()
+            local listener = assert(socket.bind("127.0.0.1", 0))
+            local _, port = listener:getsockname()
+            listener:settimeout(TIMEOUT_MS / 1000)
+            local script = process.tmpname()
+            write_file(script, ([[
+local core = require "choco.active_order.core"
+local s = core.session { proxy = "http://127.0.0.1:%d", user_agent = "ao-spec/3" }
+local res, err = s:request("GET", "https://127.0.0.1:1/", { "Authorization: Bearer not-for-the-proxy" }, nil, %d, 1000)
+io.write(res and ("status=" .. res.status) or ("error=" .. err.code))
+]]):format(port, TIMEOUT_MS))
+            local p = assert(io.popen(process.quote(os.getenv("AO_LUA") or "lua5.4") .. " " .. process.quote(script)
+                .. " 2>&1"))
+            local conn = assert(listener:accept())
+            conn:settimeout(TIMEOUT_MS / 1000)
+            local lines = {}
+            repeat
+                local line = assert(conn:receive("*l"))
+                lines[#lines + 1] = line
+            until line == ""
+            conn:send("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn:close()
+            listener:close()
+            local out = p:read("*a")
+            p:close()
+            os.remove(script)
+            assert.matches("^error=", out)
+            assert.equal("CONNECT 127.0.0.1:1 HTTP/1.1", lines[1])
+            local agents = {}
+            for _, line in ipairs(lines) do
+                assert.is_nil(line:lower():find("^authorization"), line)
+                if line:lower():find("^user%-agent:") then agents[#agents + 1] = line end
+            end
+            assert.same({ "User-Agent: ao-spec/3" }, agents)
         end)
 
         it("goes straight to the server when no proxy variable is set", function()
@@ -380,6 +428,24 @@ io.write(res and ("status=" .. res.status .. "\n" .. res.body) or ("error=" .. e
         s:close()
     end)
 
+    it("refuses a malformed URL as libcurl does, and goes on with the next ones", function()
+        local s = core.session()
+        local res, err = s:request("GET", "http://exa mple.invalid/", nil, nil, TIMEOUT_MS, 1000)
+        assert.is_nil(res)
+        assert.equal("URL_MALFORMAT", err.code)
+        -- one handle, the URL changing between requests (and back)
+        for _, path in ipairs { "/big?bytes=3", "/echo", "/big?bytes=3", "/big?bytes=5" } do
+            res = assert(s:request("GET", server.url .. path, nil, nil, TIMEOUT_MS, 1000))
+            if path == "/echo" then
+                assert.matches("^method=GET\n", res.body)
+            else
+                assert.equal(("x"):rep(tonumber(path:match("%d+$"))), res.body)
+            end
+        end
+        assert.equal(0, res.new_connections)
+        s:close()
+    end)
+
     describe("TLS", function()
         it("refuses a self-signed certificate by default", function()
             local s = core.session()
@@ -541,6 +607,11 @@ io.write(res and ("status=" .. res.status .. "\n" .. res.body) or ("error=" .. e
             assert.has_error(function() core.session { max_response_bytes = 1.5 } end)
             assert.has_error(function() core.session { allow_insecure_tls = "yes" } end)
             assert.has_error(function() core.session "x" end)
+            -- it becomes a header line: a line break would smuggle in another header
+            assert.has_error(function() core.session { user_agent = "ua\r\nX-Smuggled: 1" } end,
+                "options: 'user_agent' contains CR or LF")
+            assert.has_error(function() core.multi { user_agent = "ua\nX: 1" } end,
+                "options: 'user_agent' contains CR or LF")
         end)
 
         it("an option name with a NUL byte is unknown, not taken for the name before the NUL", function()

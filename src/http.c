@@ -213,6 +213,9 @@ void ao_http_options_parse(lua_State *L, int idx, ao_http_options *o, const char
     copy_string_option(L, idx, "ca_file", &o->ca_file);
     copy_string_option(L, idx, "proxy", &o->proxy);
     copy_string_option(L, idx, "user_agent", &o->user_agent);
+    /* it becomes a header line of every request */
+    if (o->user_agent != NULL && strpbrk(o->user_agent, "\r\n") != NULL)
+        luaL_error(L, "options: 'user_agent' contains CR or LF");
 
     lua_getfield(L, idx, "max_response_bytes");
     if (!lua_isnil(L, -1)) {
@@ -483,6 +486,43 @@ static int proxy_in_environment(void)
     return 0;
 }
 
+/*
+ * The User-Agent goes out as a header line of our own, not CURLOPT_USERAGENT:
+ * libcurl would print that option into a new line byte by byte before every
+ * transfer, and then print the line into the request again. A tunnel's
+ * CONNECT (an https URL through a proxy) does not get the request's headers,
+ * so it gets the line through CURLOPT_PROXYHEADER (see set_url).
+ */
+static const char user_agent_prefix[] = "User-Agent: ";
+
+static CURLcode user_agent_lines(ao_http_transfer *t, const char *user_agent)
+{
+    size_t prefix_len = sizeof user_agent_prefix - 1, len = strlen(user_agent);
+
+    t->user_agent_header = malloc(prefix_len + len + 1);
+    if (t->user_agent_header == NULL)
+        return CURLE_OUT_OF_MEMORY;
+    memcpy(t->user_agent_header, user_agent_prefix, prefix_len);
+    memcpy(t->user_agent_header + prefix_len, user_agent, len + 1);
+    t->proxy_header_list = curl_slist_append(NULL, t->user_agent_header);
+    return t->proxy_header_list != NULL ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+}
+
+/* As libcurl tells a header of the caller's from its own: the name, then ':' or ';'. */
+static int has_user_agent(const ao_http_request *r)
+{
+    size_t i, name_len = sizeof user_agent_prefix - 3;
+
+    for (i = 0; i < r->header_count; i++) {
+        const char *h = r->headers[i].data;
+
+        if (r->headers[i].len > name_len && curl_strnequal(h, user_agent_prefix, name_len) &&
+            (h[name_len] == ':' || h[name_len] == ';'))
+            return 1;
+    }
+    return 0;
+}
+
 #define AO_SET(opt, value) \
     do { \
         if (rc == CURLE_OK) \
@@ -497,8 +537,14 @@ CURLcode ao_http_transfer_open(ao_http_transfer *t, const ao_http_options *o)
     ao_buffer_init(&t->response);
     t->max_response_bytes = o->max_response_bytes;
     t->header_list = NULL;
+    t->extra_headers = 0;
+    t->user_agent_header = NULL;
+    t->proxy_header_list = NULL;
     t->url = NULL;
     t->url_len = 0;
+#ifdef AO_HTTP_URL_HANDLE
+    t->url_handle = NULL;
+#endif
     t->method[0] = '\0';
     t->body_mode = -1;
     t->timeout_ms = 0;
@@ -535,44 +581,57 @@ CURLcode ao_http_transfer_open(ao_http_transfer *t, const ao_http_options *o)
         AO_SET(CURLOPT_PROXY, o->proxy);
     else if (!proxy_in_environment())
         AO_SET(CURLOPT_PROXY, "");
-    if (o->user_agent != NULL)
-        AO_SET(CURLOPT_USERAGENT, o->user_agent);
     if (rc == CURLE_OK)
         rc = limit_protocols(easy);
-    if (rc != CURLE_OK) {
-        curl_easy_cleanup(easy);
-        return rc;
-    }
     t->easy = easy;
-    return CURLE_OK;
+    if (rc == CURLE_OK && o->user_agent != NULL)
+        rc = user_agent_lines(t, o->user_agent);
+    if (rc != CURLE_OK)
+        ao_http_transfer_close(t);
+    return rc;
 }
 
-/* True when the cached list holds exactly these headers followed by "Expect:". */
-static int same_headers(const struct curl_slist *list, const ao_http_request *r)
+/*
+ * True when the cached list holds exactly these headers followed by the lines
+ * set_headers adds (which depend on nothing else).
+ */
+static int same_headers(const ao_http_transfer *t, const ao_http_request *r)
 {
-    size_t i;
+    const struct curl_slist *list = t->header_list;
+    size_t i, extra = 0;
 
     for (i = 0; i < r->header_count; i++, list = list->next) {
         if (list == NULL || strncmp(list->data, r->headers[i].data, r->headers[i].len) != 0 ||
             list->data[r->headers[i].len] != '\0')
             return 0;
     }
-    return list != NULL && list->next == NULL;
+    for (; list != NULL; list = list->next)
+        extra++;
+    return extra == t->extra_headers;
 }
 
 static CURLcode set_headers(ao_http_transfer *t, const ao_http_request *r)
 {
     struct curl_slist *list = NULL, *grown;
-    size_t i;
+    size_t i, extra;
     CURLcode rc;
 
-    if (t->header_list != NULL && same_headers(t->header_list, r))
+    if (t->header_list != NULL && same_headers(t, r))
         return CURLE_OK;
     for (i = 0; i < r->header_count; i++) {
         grown = curl_slist_append(list, r->headers[i].data);
         if (grown == NULL)
             goto out_of_memory;
         list = grown;
+    }
+    extra = 1;
+    /* the caller's own User-Agent replaces ours */
+    if (t->user_agent_header != NULL && !has_user_agent(r)) {
+        grown = curl_slist_append(list, t->user_agent_header);
+        if (grown == NULL)
+            goto out_of_memory;
+        list = grown;
+        extra = 2;
     }
     /* An empty Expect stops libcurl from waiting for "100 Continue" before a large body. */
     grown = curl_slist_append(list, "Expect:");
@@ -586,6 +645,7 @@ static CURLcode set_headers(ao_http_transfer *t, const ao_http_request *r)
     }
     curl_slist_free_all(t->header_list);
     t->header_list = list;
+    t->extra_headers = extra;
     return CURLE_OK;
 
 out_of_memory:
@@ -593,7 +653,52 @@ out_of_memory:
     return CURLE_OUT_OF_MEMORY;
 }
 
-/* Setting CURLOPT_URL makes libcurl copy it: a repeated URL is left as it is. */
+#ifdef AO_HTTP_URL_HANDLE
+/*
+ * libcurl parses a URL given as a string again for every transfer, and then
+ * prints it back out byte by byte: most of what a kept-alive request costs it
+ * beyond the socket calls. A URL handle (CURLOPT_CURLU) is parsed here, once
+ * per distinct URL, and libcurl only copies it. A URL the handle refuses (or
+ * no memory for one) goes to libcurl as a string alone, which then fails or
+ * succeeds exactly as it always did.
+ */
+static CURLcode set_url_handle(ao_http_transfer *t, const char *url)
+{
+    CURLU *parsed = NULL;
+
+    if (t->url_handle == NULL)
+        t->url_handle = curl_url();
+    /* the flags libcurl itself parses a string URL with */
+    if (t->url_handle != NULL &&
+        curl_url_set(t->url_handle, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK)
+        parsed = t->url_handle;
+    return curl_easy_setopt(t->easy, CURLOPT_CURLU, parsed);
+}
+
+/* Only once the easy handle no longer points at it. */
+static void free_url_handle(ao_http_transfer *t)
+{
+    curl_url_cleanup(t->url_handle);
+    t->url_handle = NULL;
+}
+#else
+static CURLcode set_url_handle(ao_http_transfer *t, const char *url)
+{
+    (void)t;
+    (void)url;
+    return CURLE_OK;
+}
+
+static void free_url_handle(ao_http_transfer *t)
+{
+    (void)t;
+}
+#endif
+
+/*
+ * The string is set even with a URL handle: CURLINFO_EFFECTIVE_URL then stays
+ * the request's. A repeated URL is left as it is.
+ */
 static CURLcode set_url(ao_http_transfer *t, const ao_http_request *r)
 {
     CURLcode rc;
@@ -604,7 +709,13 @@ static CURLcode set_url(ao_http_transfer *t, const ao_http_request *r)
     free(t->url);
     t->url = NULL;
     t->url_len = 0;
-    rc = curl_easy_setopt(t->easy, CURLOPT_URL, r->url);
+    rc = set_url_handle(t, r->url);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(t->easy, CURLOPT_URL, r->url);
+    /* only a tunnel's CONNECT: a plain http request through a proxy gets the request's lines already */
+    if (rc == CURLE_OK && t->proxy_header_list != NULL)
+        rc = curl_easy_setopt(t->easy, CURLOPT_PROXYHEADER,
+                              curl_strnequal(r->url, "https://", 8) ? t->proxy_header_list : NULL);
     if (rc != CURLE_OK)
         return rc;
     /* Without a copy the URL is simply set again next time. */
@@ -688,6 +799,12 @@ void ao_http_transfer_close(ao_http_transfer *t)
     t->easy = NULL;
     curl_slist_free_all(t->header_list);
     t->header_list = NULL;
+    /* after the easy handle: it may point at these */
+    free_url_handle(t);
+    curl_slist_free_all(t->proxy_header_list);
+    t->proxy_header_list = NULL;
+    free(t->user_agent_header);
+    t->user_agent_header = NULL;
     free(t->url);
     t->url = NULL;
     t->url_len = 0;

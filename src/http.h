@@ -11,6 +11,11 @@
 #include "buffer.h"
 #include "compat.h"
 
+/* CURLOPT_CURLU: libcurl 7.63 */
+#if LIBCURL_VERSION_NUM >= 0x073f00
+#define AO_HTTP_URL_HANDLE 1
+#endif
+
 #define AO_HTTP_DEFAULT_MAX_RESPONSE ((size_t)1024 * 1024)
 #define AO_HTTP_MAX_HEADERS 64
 #define AO_HTTP_MAX_METHOD 16
@@ -53,9 +58,15 @@ typedef struct {
     CURL *easy;
     size_t max_response_bytes;
     ao_buffer response;
-    struct curl_slist *header_list;   /* the caller's headers, then "Expect:" */
+    struct curl_slist *header_list;   /* the caller's headers, then ours (User-Agent, "Expect:") */
+    size_t extra_headers;             /* how many of ours */
+    char *user_agent_header;          /* "User-Agent: ...", NULL when none */
+    struct curl_slist *proxy_header_list; /* that line, for a tunnel's CONNECT */
     char *url;                        /* the URL last given to libcurl, NULL when none */
     size_t url_len;
+#ifdef AO_HTTP_URL_HANDLE
+    CURLU *url_handle;                /* that URL, parsed once (NULL: none yet) */
+#endif
     char method[AO_HTTP_MAX_METHOD + 1];
     int body_mode;                    /* -1: nothing set yet, 0: no body, 1: body */
     long timeout_ms;
