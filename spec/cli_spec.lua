@@ -245,6 +245,13 @@ describe("choco-active-order", function()
             code, _, err = run { "render", DELIVERY, path }
             assert.are.equal(1, code)
             assert.matches("is not a JSON object", err, 1, true)
+            -- where the file stops being JSON, counted in bytes from 1
+            assert.matches("invalid JSON at byte 11", err, 1, true)
+            -- strict: a byte that is not UTF-8 is refused where it stands
+            spit(path, '{"state": "cooking", "order_id": "D-\255", "user_id": 1}')
+            code, _, err = run { "render", DELIVERY, path }
+            assert.are.equal(1, code)
+            assert.matches("is not a JSON object: invalid JSON at byte 37: invalid UTF-8", err, 1, true)
             os.remove(path)
 
             code = run { "render", DELIVERY, "/nonexistent/event.json" }
@@ -317,6 +324,18 @@ describe("choco-active-order", function()
             local value = json_of(out)
             assert.are.same({ 8, 6, 2, 2 }, { value.total, value.succeeded, value.failed, value.invalid })
             assert.are.equal(7, value.failures[1].line)
+        end)
+
+        it("says where a batch line stops being JSON", function()
+            local batch = tmpname()
+            spit(batch, '{"state": "accepted", "order_id": "D-1", "user_id": 1}\n{"state": "accepted",, }\n')
+            local code, out = run { "push", DELIVERY, "--batch", batch, "--dry-run", "--json" }
+            assert.are.equal(1, code)
+            local value = json_of(out)
+            assert.are.same({ 2, 1, 1 }, { value.total, value.succeeded, value.invalid })
+            assert.are.equal(2, value.failures[1].line)
+            assert.matches("not a JSON object: invalid JSON at byte 22", value.failures[1].error, 1, true)
+            os.remove(batch)
         end)
     end)
 

@@ -6,6 +6,8 @@
 local cjson = require "cjson.safe"
 local args = require "choco.active_order.cli.args"
 local errors = require "choco.active_order.errors"
+-- the library's strict decoder: its refusals say at which byte the file stops being JSON
+local strict_json = require "choco.active_order.json"
 local rules = require "choco.active_order.rules"
 local time = require "choco.active_order.time"
 
@@ -156,10 +158,10 @@ end
 local function read_json(path)
     local text, err = read_file(path)
     if not text then return nil, err end
-    local value, why = cjson.decode(text)
+    local value, why = strict_json.decode(text)
     if type(value) ~= "table" then
         return nil, errors.new("config", "bad_json", path .. " is not a JSON object"
-            .. (why and (": " .. why) or ""))
+            .. (why and (": " .. why.message) or ""))
     end
     return value
 end
@@ -433,10 +435,10 @@ local function push_batch(out, parsed, env, common)
         line_no = line_no + 1
         line = line:gsub("\r$", "")
         if line:match("%S") then
-            local value, jerr = cjson.decode(line)
+            local value, jerr = strict_json.decode(line)
             local status, err
             if type(value) ~= "table" then
-                err = "not a JSON object" .. (jerr and (": " .. jerr) or "")
+                err = "not a JSON object" .. (jerr and (": " .. jerr.message) or "")
             elseif loaded then
                 status, err = loaded:render(value, common.now)
             else
