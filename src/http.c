@@ -493,7 +493,8 @@ static int proxy_in_environment(void)
  * CONNECT (an https URL through a proxy) does not get the request's headers,
  * so it gets the line through CURLOPT_PROXYHEADER (see set_url).
  */
-static const char user_agent_prefix[] = "User-Agent: ";
+#define USER_AGENT_NAME "User-Agent"
+static const char user_agent_prefix[] = USER_AGENT_NAME ": ";
 
 static CURLcode user_agent_lines(ao_http_transfer *t, const char *user_agent)
 {
@@ -511,12 +512,12 @@ static CURLcode user_agent_lines(ao_http_transfer *t, const char *user_agent)
 /* As libcurl tells a header of the caller's from its own: the name, then ':' or ';'. */
 static int has_user_agent(const ao_http_request *r)
 {
-    size_t i, name_len = sizeof user_agent_prefix - 3;
+    size_t i, name_len = sizeof USER_AGENT_NAME - 1;
 
     for (i = 0; i < r->header_count; i++) {
         const char *h = r->headers[i].data;
 
-        if (r->headers[i].len > name_len && curl_strnequal(h, user_agent_prefix, name_len) &&
+        if (r->headers[i].len > name_len && curl_strnequal(h, USER_AGENT_NAME, name_len) &&
             (h[name_len] == ':' || h[name_len] == ';'))
             return 1;
     }
