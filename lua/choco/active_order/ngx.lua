@@ -16,6 +16,9 @@ local semaphore = require "ngx.semaphore"
 local payload = require "choco.active_order.payload"
 
 local type, pairs, tostring, pcall, setmetatable = type, pairs, tostring, pcall, setmetatable
+-- LuaJIT's table.new: a table made at the size it will have, instead of one
+-- rehashed as each field arrives
+local new_table = require "table.new"
 local success_data = require("choco.active_order.client").success_data
 
 local adapter = {}
@@ -189,12 +192,19 @@ function Pusher:validate(status)
     return nil, require("choco.active_order.client").validation_error(problems)
 end
 
+-- The queues are tables holding entries first..last. One that empties starts
+-- again at 1: its entries then stay in the table's array part, where indices
+-- that only grow would move through its hash part, rehashed again and again.
 local function pop(list)
-    local i = list.first
-    if i > list.last then return nil end
+    local i, last = list.first, list.last
+    if i > last then return nil end
     local v = list[i]
     list[i] = nil
-    list.first = i + 1
+    if i == last then
+        list.first, list.last = 1, 0
+    else
+        list.first = i + 1
+    end
     return v
 end
 
@@ -271,7 +281,7 @@ local function answer_data(self, answer, meta)
 end
 
 local function meta_at(metas, k)
-    local meta = {}
+    local meta = new_table(0, META_WIDTH)
     for f = 1, META_WIDTH do
         local v = metas[k + f]
         if v then meta[META_FIELDS[f]] = v end
@@ -331,7 +341,7 @@ local function dispatch(premature, self, state)
     local batch_max = self.settings.batch_max
     local me = { wake = semaphore.new(0), signalled = false }
     while not premature do
-        local items, bodies = {}, {}
+        local items, bodies = new_table(batch_max, 0), new_table(batch_max, 0)
         local n = take(state, items, bodies, 0, batch_max)
         if n > 0 and n < batch_max and state.in_flight > 0 and self.settings.batch_wait > 0 then
             n = gather(self, state, me, items, bodies, n, batch_max)
